@@ -1,0 +1,27 @@
+# `make test` and `make run` work on a fresh clone: they create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test build lint run bench clean
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: $(VENV)/.installed
+	contrib/run-tests.sh
+
+build: $(VENV)/.installed
+	contrib/build-bin.sh build
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+run: $(VENV)/.installed
+	$(PY) -m wireleap_relay.testing.devnet
+
+clean:
+	rm -rf build $(VENV) *.egg-info

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="wireleap-relay",
+    version="0.7.0",  # keep equal to wireleap_relay.version.BASE_VERSION
+    description="Wireleap relay: routes Wireleap users' traffic over TLS 1.3 + HTTP/2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["wireleap_relay", "wireleap_relay.*"]),
+    install_requires=[
+        "gevent>=23.9,<27",
+        "h2>=4.1,<5",
+        "pynacl>=1.5,<2",
+        "requests>=2.31,<3",
+        "docopt-ng>=0.9,<1",
+        "cryptography>=41,<51",
+        "bcrypt>=4.0,<6",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "shiv>=1.0.4"],
+    },
+    entry_points={"console_scripts": ["wireleap-relay=wireleap_relay.__main__:main"]},
+)

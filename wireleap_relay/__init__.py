@@ -1,0 +1,1 @@
+"""wireleap-relay: a Python relay for the Wireleap network."""

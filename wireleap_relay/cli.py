@@ -1,0 +1,144 @@
+"""The command line: docopt usage texts are the help, each command a small function.
+
+Texts and exit codes follow the Go relay (operations.md §1): usage errors and `help` go to
+stderr with exit 2, `COMMAND -h` prints the command's usage with exit 0.
+"""
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from docopt import DocoptExit, docopt
+
+from wireleap_relay import config, daemon, home, identity, version
+
+log = logging.getLogger("wireleap_relay")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    description: str
+    run: Callable[[dict], int]
+    options: tuple[tuple[str, str], ...] = ()  # (option with its argument, description)
+    extra: str = ""  # an extra section (e.g. exit codes) shown by `help COMMAND`
+    hidden: bool = False
+
+    def usage(self, prog: str) -> str:
+        text = f"Usage: {prog} {self.name}{' [options]' if self.options else ''}\n\n"
+        text += self.description + "\n"
+        if self.options:
+            width = max(len(opt) for opt, _ in self.options) + 2
+            text += "\nOptions:\n" + "".join(
+                f"  {opt:<{width}}{desc}\n" for opt, desc in self.options)
+        if self.extra:
+            text += "\n" + self.extra
+        return text
+
+
+def cmd_init(args: dict) -> int:
+    where = home.current()
+    present = identity.exists(where)
+    if present and not args["--force"]:
+        print(f"refusing to overwrite the existing relay identity ({', '.join(present)}): "
+              "a new identity changes the relay's public key. Run `init --force` to "
+              "replace it.", file=sys.stderr)
+        return EXIT_FAIL
+    identity.create(where, log.info)
+    return EXIT_OK
+
+
+def cmd_check_config(args: dict) -> int:
+    try:
+        _, warnings = config.load(home.current().config)
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return EXIT_FAIL
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("OK")
+    return EXIT_OK
+
+
+def cmd_start(args: dict) -> int:
+    if not args["--fg"]:
+        # Background mode with pid-file supervision belongs to the daemon lifecycle work;
+        # until it exists, say so instead of pretending.
+        print("only `start --fg` is available in this build: run it under your process "
+              "supervisor or in a terminal", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        return daemon.run_foreground(home.current())
+    except daemon.Fatal as exc:
+        log.error("%s", exc)
+        return EXIT_FAIL
+
+
+def cmd_version(args: dict) -> int:
+    lines = version.verbose_lines() if args["-v"] else [version.software_version()]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("help", "Display this help message or help on a command", lambda a: EXIT_USAGE),
+    Command("init", "Generate ed25519 keypair and TLS cert/key", cmd_init,
+            options=(("--force", "Replace an existing identity (changes the public key)"),)),
+    Command("start", "Start wireleap-relay daemon", cmd_start,
+            options=(("--fg", "Run in foreground, don't detach"),)),
+    Command("check-config", "Validate wireleap-relay config file", cmd_check_config),
+    Command("version", "Show version and exit", cmd_version,
+            options=(("-v", "show verbose output"),)),
+)
+
+
+def top_usage(prog: str) -> str:
+    listed = [c for c in COMMANDS if not c.hidden]
+    lines = [f"Usage: {prog} COMMAND [OPTIONS]", "", "Commands:"]
+    lines += [f"  {c.name:<16}{c.description}" for c in listed]
+    lines += ["", f"Run '{prog} help COMMAND' for more information on a command."]
+    return "\n".join(lines) + "\n"
+
+
+def _find(name: str) -> Command | None:
+    return next((c for c in COMMANDS if c.name == name), None)
+
+
+def _go_style_flags(argv: list[str], command: Command) -> list[str]:
+    """Accept the Go flag spellings older scripts use: `-fg`, `--fg=true`, `--fg=false`."""
+    booleans = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " not in opt}
+    out = []
+    for arg in argv:
+        name, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name in booleans and value in ("", "true", "false"):
+            if value != "false":
+                out.append(("-" if len(name) == 1 else "--") + name)
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "wireleap-relay"
+    if prog == "__main__.py":
+        prog = "wireleap-relay"
+    command = _find(argv[0]) if argv else None
+    if command is None or command.name == "help":
+        wanted = _find(argv[1]) if len(argv) == 2 and argv[0] == "help" else None
+        text = wanted.usage(prog) if wanted and wanted.name != "help" else top_usage(prog)
+        sys.stderr.write(text)
+        return EXIT_USAGE
+    usage = command.usage(prog)
+    try:
+        args = docopt(usage, [command.name] + _go_style_flags(argv[1:], command),
+                      default_help=True)
+    except DocoptExit:
+        sys.stderr.write(usage)
+        return EXIT_USAGE
+    return command.run(args)

@@ -1,0 +1,1 @@
+"""The control plane: signed HTTP requests to service contracts and their directories."""

@@ -1,0 +1,13 @@
+"""Log lines like the Go relay's (`2021/06/16 12:50:09 message`) on stderr, so operators
+can grep both relays' logs alike."""
+
+import logging
+import sys
+
+
+def configure(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y/%m/%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

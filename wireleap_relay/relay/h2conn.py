@@ -1,0 +1,284 @@
+"""One HTTP/2 server connection over a TLS socket, driven by hyper-h2.
+
+The connection greenlet is the only reader: it feeds h2 and files events into per-stream
+objects. Every write (an h2 call, `data_to_send`, `sendall`) happens under one lock. Stream
+greenlets never read the socket, and the reader never waits for flow-control window, so a
+slow stream cannot stall its neighbours.
+
+Flow control is the back-pressure: a stream's inbound bytes are acknowledged to the peer
+only once its tunnel has written them to the remote, so each stream buffers at most its
+1 MiB window. The connection window is opened to the maximum, so a stalled stream can
+never eat the window the other streams need.
+"""
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+import gevent
+import gevent.event
+import gevent.lock
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+log = logging.getLogger(__name__)
+
+STREAM_WINDOW = 1 << 20
+MAX_FRAME_SIZE = 1 << 20
+MAX_CONCURRENT_STREAMS = 250
+MAX_HEADER_LIST_SIZE = 1048896
+MAX_WINDOW = 2**31 - 1
+READ_SIZE = 256 * 1024
+
+
+class StreamClosed(Exception):
+    """The peer reset the stream, or the connection is gone."""
+
+
+class ServerStream:
+    """One request stream as its tunnel greenlet sees it."""
+
+    def __init__(self, conn: "H2ServerConnection", stream_id: int, headers: dict[str, str]):
+        self.conn = conn
+        self.id = stream_id
+        self.headers = headers
+        self._inbound: deque[tuple[bytes, int]] = deque()
+        self._readable = gevent.event.Event()
+        self._window = gevent.event.Event()
+        self.client_done = False  # END_STREAM received: the client sends no more
+        self.reset = False  # RST_STREAM received or connection lost
+        self.headers_sent = False
+        self.closed = False
+        self._cancelled = False  # the tunnel is done with this stream: stop waiting
+
+    # --- filled in by the reader ---------------------------------------------------------
+
+    def _on_data(self, data: bytes, flow_len: int) -> None:
+        self._inbound.append((data, flow_len))
+        self._readable.set()
+
+    def _on_end(self) -> None:
+        self.client_done = True
+        self._readable.set()
+
+    def _on_reset(self) -> None:
+        self.reset = True
+        self._readable.set()
+        self._window.set()
+
+    def _on_window(self) -> None:
+        self._window.set()
+
+    def cancel(self) -> None:
+        """Wake and stop any greenlet blocked in `read` or `send` on this stream."""
+        self._cancelled = True
+        self._readable.set()
+        self._window.set()
+
+    def _check_open(self) -> None:
+        if self.reset or self._cancelled:
+            raise StreamClosed(f"stream {self.id} is closed")
+
+    # --- used by the tunnel --------------------------------------------------------------
+
+    def read(self) -> tuple[bytes, int] | None:
+        """Next inbound chunk and its flow-controlled size; None once the client ended.
+
+        The caller acknowledges the size with `consumed` after writing the bytes out.
+        """
+        while True:
+            if self._cancelled:
+                raise StreamClosed(f"stream {self.id} is closed")
+            if self._inbound:
+                return self._inbound.popleft()
+            self._check_open()
+            if self.client_done:
+                return None
+            self._readable.clear()
+            self._readable.wait()
+
+    def consumed(self, flow_len: int) -> None:
+        if flow_len:
+            self.conn.call(lambda c: c.acknowledge_received_data(flow_len, self.id))
+
+    def respond(self, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        self.headers_sent = True
+        self.conn.call(lambda c: c.send_headers(self.id, headers, end_stream=end_stream))
+
+    def send(self, data: bytes) -> None:
+        """Send DATA as the peer's window allows; blocks only this stream while it waits."""
+        view = memoryview(data)
+        while view:
+            self._check_open()
+            self._window.clear()
+            sent = self.conn.call(lambda c, v=view: self._send_some(c, v))
+            view = view[sent:]
+            if view and not sent:
+                self._window.wait()
+
+    def _send_some(self, c: h2.connection.H2Connection, view: memoryview) -> int:
+        size = min(c.local_flow_control_window(self.id), c.max_outbound_frame_size, len(view))
+        if size > 0:
+            c.send_data(self.id, view[:size].tobytes())
+        return max(size, 0)
+
+    def finish(self, trailers: list[tuple[str, str]] | None = None) -> None:
+        """End our side: trailers or an empty END_STREAM, then RST_STREAM(NO_ERROR) if the
+        client is still sending, so it stops (RFC 9113 §8.1)."""
+        if self.closed or self.reset:
+            self._release()
+            return
+        self.closed = True
+
+        def end(c: h2.connection.H2Connection) -> None:
+            if trailers:
+                c.send_headers(self.id, trailers, end_stream=True)
+            else:
+                c.end_stream(self.id)
+            if not self.client_done:
+                c.reset_stream(self.id, h2.errors.ErrorCodes.NO_ERROR)
+
+        self.conn.call(end, ignore_closed=True)
+        self._release()
+
+    def _release(self) -> None:
+        """Hand back the window of bytes that were received but never consumed."""
+        leftover = sum(n for _, n in self._inbound)
+        self._inbound.clear()
+        if leftover:
+            self.conn.call(lambda c: c.acknowledge_received_data(leftover, self.id),
+                           ignore_closed=True)
+        self.conn.forget(self.id)
+
+
+class H2ServerConnection:
+    def __init__(self, sock, on_stream: Callable[[ServerStream], None]):
+        self.sock = sock
+        self.on_stream = on_stream
+        self.streams: dict[int, ServerStream] = {}
+        self._lock = gevent.lock.Semaphore()
+        self._dead = False
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8"))
+
+    def call(self, action: Callable[[h2.connection.H2Connection], object],
+             ignore_closed: bool = False) -> object:
+        """Run one h2 action and send what it produced, as the connection's only writer."""
+        with self._lock:
+            if self._dead:
+                if ignore_closed:
+                    return None
+                raise StreamClosed("connection closed")
+            try:
+                result = action(self.h2)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                if ignore_closed:
+                    return None
+                raise StreamClosed("stream closed") from None
+            self._flush()
+            return result
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self._die()
+
+    def forget(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+
+    def serve(self) -> None:
+        """Run the connection until the peer leaves or breaks the protocol."""
+        def start(c: h2.connection.H2Connection) -> None:
+            c.initiate_connection()
+            # Settings assigned before initiate_connection() are never sent (design.md):
+            # announce them now, or the peer keeps 64 KiB windows.
+            c.update_settings({
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            })
+            c.increment_flow_control_window(MAX_WINDOW - c.inbound_flow_control_window)
+
+        try:
+            self.call(start)
+            while not self._dead:
+                try:
+                    data = self.sock.recv(READ_SIZE)
+                except OSError:
+                    break
+                if not data:
+                    break
+                events = self._receive(data)
+                if events is None:
+                    break
+                for event in events:
+                    self._dispatch(event)
+        finally:
+            self._die()
+
+    def _receive(self, data: bytes) -> list[h2.events.Event] | None:
+        with self._lock:
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                log.debug("closing connection on protocol error: %s", exc)
+                events = None
+            self._flush()  # acknowledgements, or the GOAWAY h2 queued for an error
+            return events
+
+    def _dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            stream = ServerStream(self, event.stream_id, dict(event.headers))
+            self.streams[event.stream_id] = stream
+            if event.stream_ended:
+                stream._on_end()
+            self.on_stream(stream)
+            return
+        if isinstance(event, h2.events.WindowUpdated) and event.stream_id == 0:
+            for stream in list(self.streams.values()):
+                stream._on_window()
+            return
+        if isinstance(event, h2.events.RemoteSettingsChanged):
+            for stream in list(self.streams.values()):
+                stream._on_window()
+            return
+        stream = self.streams.get(getattr(event, "stream_id", 0))
+        if isinstance(event, h2.events.DataReceived):
+            if stream is None:
+                self.call(lambda c: c.acknowledge_received_data(
+                    event.flow_controlled_length, event.stream_id), ignore_closed=True)
+            else:
+                stream._on_data(event.data, event.flow_controlled_length)
+        if stream is None:
+            return
+        if isinstance(event, h2.events.StreamEnded):
+            stream._on_end()
+        elif isinstance(event, h2.events.StreamReset):
+            stream._on_reset()
+        elif isinstance(event, h2.events.WindowUpdated):
+            stream._on_window()
+
+    def _die(self) -> None:
+        if self._dead:
+            return
+        self._dead = True
+        for stream in list(self.streams.values()):
+            stream._on_reset()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Say goodbye to the peer and drop the connection."""
+        self.call(lambda c: c.close_connection(), ignore_closed=True)
+        self._die()
+

@@ -1,0 +1,78 @@
+"""The listener: accept TCP, finish the TLS 1.3 handshake with ALPN h2, and run one HTTP/2
+connection greenlet per client, which spawns one tunnel greenlet per stream."""
+
+import logging
+import socket
+import ssl
+
+import gevent
+import gevent.pool
+from gevent.server import StreamServer
+
+from wireleap_relay.relay import tunnel
+from wireleap_relay.relay.h2conn import H2ServerConnection, ServerStream
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0  # Go's HTTP/2 server also wants the client preface within 10 s
+BACKLOG = 1024
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    return sock
+
+
+class RelayServer:
+    def __init__(self, listener: socket.socket, tls: ssl.SSLContext,
+                 context: tunnel.RelayContext):
+        self.tls = tls
+        self.context = context
+        self.connections: set[H2ServerConnection] = set()
+        self.tunnels = gevent.pool.Group()
+        self._server = StreamServer(listener, self._serve_connection)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.address[:2]
+
+    def start(self) -> None:
+        self._server.start()
+
+    def set_context(self, context: tunnel.RelayContext) -> None:
+        """New streams use the new context; running ones keep theirs."""
+        self.context = context
+
+    def stop(self, grace: float) -> None:
+        """Stop accepting, let running streams finish up to `grace` seconds, then close."""
+        self._server.stop(timeout=0)
+        self.tunnels.join(timeout=grace)
+        for conn in list(self.connections):
+            conn.close()
+
+    def _serve_connection(self, sock: socket.socket, peer: tuple) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.settimeout(HANDSHAKE_TIMEOUT)
+            tls_sock = self.tls.wrap_socket(sock, server_side=True)
+            tls_sock.settimeout(None)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("TLS handshake with %s failed: %s", peer[0], exc)
+            sock.close()
+            return
+        if tls_sock.selected_alpn_protocol() != "h2":
+            tls_sock.close()  # only HTTP/2 can carry tunnels
+            return
+        conn = H2ServerConnection(tls_sock, self._spawn_tunnel)
+        self.connections.add(conn)
+        try:
+            conn.serve()
+        finally:
+            self.connections.discard(conn)
+
+    def _spawn_tunnel(self, stream: ServerStream) -> None:
+        self.tunnels.spawn(tunnel.handle, stream, self.context)

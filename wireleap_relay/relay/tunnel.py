@@ -1,0 +1,210 @@
+"""One stream, top to bottom (wire.md §2.3): method, payload, PING, sanity checks, contract,
+sharetoken, durable store, dialing policy, dial, splice, and a clean or reported end.
+
+Deliberate differences from Go relay 0.6.1, all invisible to a well-behaved Go client:
+payload sanity checks and the protocol whitelist are enforced (§3, §7.2); malformed
+payloads get a 400 status instead of a crashed stream (§7.6); failures reach the client as
+a `wl-status` trailer (the 0.6.0 way) and clean ends as END_STREAM, never INTERNAL_ERROR.
+"""
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+
+from wireleap_relay import duration
+from wireleap_relay.identity import Identity
+from wireleap_relay.relay import dialer
+from wireleap_relay.relay.errors import Refused, SpliceFailed, SpliceTimeout, StreamFailure
+from wireleap_relay.relay.h2conn import ServerStream, StreamClosed
+from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
+from wireleap_relay.wire import b64, payload, sharetoken
+from wireleap_relay.wire.status import ORIGIN_TARGET, Status, method_not_allowed_body, pong_body
+
+log = logging.getLogger(__name__)
+
+SUCCESS_HEADERS = [(":status", "200"), ("trailer", "wl-status"),
+                   ("content-type", "application/octet-stream")]
+TEXT = "text/plain; charset=utf-8"
+
+
+class ContractGate:
+    """Which service contracts this relay serves right now, by contract public key."""
+
+    def __init__(self, pubkeys: dict[bytes, str]):
+        self.urls = dict(pubkeys)
+
+    @property
+    def trusted(self) -> set[bytes]:
+        return set(self.urls)
+
+    def check(self, contract_pk: bytes) -> None:
+        if contract_pk not in self.urls:
+            raise Refused(f"relay contract not found: {b64.encode(contract_pk)}")
+
+
+@dataclass
+class RelayContext:
+    """What a tunnel needs from the relay; replaced whole on reload, never mutated."""
+
+    identity: Identity
+    contracts: ContractGate
+    store: TokenStore
+    policy: dialer.DialPolicy
+    bufsize: int
+    maxtime: float  # seconds, 0 = unlimited
+    clock: Callable[[], float] = time.time
+
+
+def handle(stream: ServerStream, ctx: RelayContext) -> None:
+    """The tunnel greenlet's body; never raises."""
+    try:
+        _serve(stream, ctx)
+    except StreamClosed:
+        stream.finish()
+    except StreamFailure as failure:
+        _fail(stream, ctx, failure)
+    except Exception:
+        log.exception("internal error on stream %d", stream.id)
+        _fail(stream, ctx, SpliceFailed("internal relay error"))
+
+
+def _serve(stream: ServerStream, ctx: RelayContext) -> None:
+    if stream.headers.get(":method") != "PUT":
+        body = method_not_allowed_body()
+        stream.respond([(":status", "405"), ("content-type", TEXT),
+                        ("x-content-type-options", "nosniff"),
+                        ("content-length", str(len(body)))])
+        stream.send(body)
+        stream.finish()
+        return
+    try:
+        init = payload.parse(stream.headers.get("wl-payload"))
+        if init.command == payload.PING:
+            _pong(stream, ctx)
+            return
+        payload.check_connect(init)
+    except payload.PayloadError as exc:
+        raise Refused(str(exc)) from None
+    token = init.token
+    ctx.contracts.check(token.contract.public_key)
+    try:
+        sharetoken.verify(token, ctx.identity.public_key, ctx.contracts.trusted,
+                          int(ctx.clock()))
+    except sharetoken.SharetokenError as exc:
+        raise Refused(str(exc)) from None
+    _store(ctx.store, token)
+    remote = init.remote
+    log.info("stream %d: %s %s via contract %s", stream.id, init.protocol,
+             "(target)" if remote.is_target else remote.hostport, token.contract_key_b64)
+    sock = dialer.dial(remote, init.protocol, ctx.policy)
+    try:
+        _splice(stream, sock, ctx, udp=init.protocol.startswith("udp"),
+                origin_is_target=remote.is_target)
+    finally:
+        sock.close()
+
+
+def _pong(stream: ServerStream, ctx: RelayContext) -> None:
+    stream.respond([(":status", "200"), ("trailer", "wl-status"), ("content-type", TEXT)])
+    stream.send(pong_body(ctx.identity.public_key_b64))
+    stream.finish()
+
+
+def _store(store: TokenStore, token: sharetoken.Sharetoken) -> None:
+    """Durable before the dial. fsync blocks, so it runs in gevent's thread pool and the
+    other streams keep moving meanwhile."""
+    try:
+        gevent.get_hub().threadpool.apply(store.accept, (token,))
+    except DuplicateSharetoken as exc:
+        raise Refused(str(exc)) from None
+    except OSError as exc:
+        log.error("could not store sharetoken: %s", exc)
+        raise Refused(f"could not store sharetoken: {exc.strerror or exc}") from None
+
+
+def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, udp: bool,
+            origin_is_target: bool) -> None:
+    """Pump both ways until the first EOF or error on either side, then close both: no
+    half-close, as in the Go relay (wire.md §5.2)."""
+    up = gevent.spawn(_client_to_remote, stream, sock, ctx.bufsize, udp)
+    down = gevent.spawn(_remote_to_client, stream, sock, ctx.bufsize, udp)
+    finished = gevent.wait([up, down], count=1, timeout=ctx.maxtime or None)
+    stream.cancel()
+    _close_quietly(sock)
+    gevent.joinall([up, down])
+    if not finished:
+        limit = duration.format(int(ctx.maxtime * duration.SECOND))
+        raise SpliceTimeout(f"connection reached maxtime ({limit})", origin_is_target)
+    first = finished[0]
+    error = first.exception
+    if error is None or isinstance(error, StreamClosed):
+        _ensure_headers(stream)
+        stream.finish()
+    elif isinstance(error, TimeoutError):
+        raise SpliceTimeout(f"{error}", origin_is_target)
+    elif isinstance(error, OSError):
+        raise SpliceFailed(_io_text(error), origin_is_target)
+    else:
+        raise error
+
+
+def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
+                      udp: bool) -> None:
+    while True:
+        chunk = stream.read()
+        if chunk is None:
+            return
+        data, flow_len = chunk
+        if udp:
+            # One DATA frame becomes one datagram, split at bufsize like Go's reads.
+            for start in range(0, len(data), bufsize):
+                sock.send(data[start:start + bufsize])
+        else:
+            sock.sendall(data)
+        stream.consumed(flow_len)
+
+
+def _remote_to_client(stream: ServerStream, sock: socket.socket, bufsize: int,
+                      udp: bool) -> None:
+    while True:
+        data = sock.recv(bufsize)
+        if not data:
+            if udp:
+                continue  # an empty datagram, not an end: UDP has no EOF
+            return
+        _ensure_headers(stream)
+        stream.send(data)
+
+
+def _ensure_headers(stream: ServerStream) -> None:
+    """Response headers go out lazily with the first remote bytes, as Go sends them."""
+    if not stream.headers_sent and not stream.reset:
+        stream.respond(SUCCESS_HEADERS)
+
+
+def _fail(stream: ServerStream, ctx: RelayContext, failure: StreamFailure) -> None:
+    origin = ORIGIN_TARGET if failure.origin_is_target else ctx.identity.public_key_b64
+    status = Status(failure.code, failure.description, origin=origin)
+    log.info("stream %d: %d %s", stream.id, status.code,
+             "(target error)" if failure.origin_is_target else status.description)
+    try:
+        if not stream.headers_sent:
+            stream.respond([(":status", "200"), ("trailer", "wl-status")])
+        stream.finish(trailers=[("wl-status", status.to_json())])
+    except StreamClosed:
+        stream.finish()
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _io_text(error: OSError) -> str:
+    return (error.strerror or str(error)).lower()

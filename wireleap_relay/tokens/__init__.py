@@ -1,0 +1,1 @@
+"""Sharetokens the relay accepted: their durable store and, later, their submission."""
