@@ -130,8 +130,8 @@ def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, udp: b
             origin_is_target: bool) -> None:
     """Pump both ways until the first EOF or error on either side, then close both: no
     half-close, as in the Go relay (wire.md §5.2)."""
-    up = gevent.spawn(_client_to_remote, stream, sock, ctx.bufsize, udp)
-    down = gevent.spawn(_remote_to_client, stream, sock, ctx.bufsize, udp)
+    up = gevent.spawn(_pump, _client_to_remote, stream, sock, ctx.bufsize, udp)
+    down = gevent.spawn(_pump, _remote_to_client, stream, sock, ctx.bufsize, udp)
     finished = gevent.wait([up, down], count=1, timeout=ctx.maxtime or None)
     stream.cancel()
     _close_quietly(sock)
@@ -139,17 +139,24 @@ def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, udp: b
     if not finished:
         limit = duration.format(int(ctx.maxtime * duration.SECOND))
         raise SpliceTimeout(f"connection reached maxtime ({limit})", origin_is_target)
-    first = finished[0]
-    error = first.exception
+    error = finished[0].value
     if error is None or isinstance(error, StreamClosed):
         _ensure_headers(stream)
         stream.finish()
     elif isinstance(error, TimeoutError):
-        raise SpliceTimeout(f"{error}", origin_is_target)
-    elif isinstance(error, OSError):
-        raise SpliceFailed(_io_text(error), origin_is_target)
+        raise SpliceTimeout(_io_text(error), origin_is_target)
     else:
-        raise error
+        raise SpliceFailed(_io_text(error), origin_is_target)
+
+
+def _pump(direction: Callable[..., None], *args: object) -> Exception | None:
+    """Run one direction; its ending (None for a clean EOF) is the greenlet's value, so
+    the loser of the race can fail quietly after the sockets are closed under it."""
+    try:
+        direction(*args)
+    except (OSError, StreamClosed) as exc:
+        return exc
+    return None
 
 
 def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
@@ -206,5 +213,6 @@ def _close_quietly(sock: socket.socket) -> None:
         pass
 
 
-def _io_text(error: OSError) -> str:
-    return (error.strerror or str(error)).lower()
+def _io_text(error: Exception) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return text.lower()
