@@ -4,7 +4,6 @@ replies, the persistent state file and the contract-side clock. No HTTP here."""
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
+from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.wire import b64
 from wireleap_relay.wire.jsonenc import compact_bytes
 from wireleap_relay.wire.status import Status
@@ -224,18 +224,5 @@ class FakeStore:
         return int(time.time()) + self.data["clock_offset"]
 
     def save(self) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(self.data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        text = json.dumps(self.data, indent=1, sort_keys=True)
+        write_atomic(str(self.path), text.encode())
