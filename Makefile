@@ -21,7 +21,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 run: $(VENV)/.installed
-	$(PY) -m wireleap_relay.testing.devnet
+	$(PY) -m wireleap_relay.testing
 
 clean:
 	rm -rf build $(VENV) *.egg-info

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wireleap_relay import identity
 from wireleap_relay.home import HOME_ENV, Home
@@ -59,13 +59,14 @@ class RelayProcess:
     """`wireleap-relay start --fg` in a home, its output in the home's log file."""
 
     relay: RelayHome
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "wireleap_relay"])
+    command: list[str] | None = None  # default: this source tree's relay
     proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "RelayProcess":
         env = dict(os.environ, **{HOME_ENV: self.relay.home.root})
         log = open(self.relay.home.log_file, "ab")
-        self.proc = subprocess.Popen(self.command + ["start", "--fg"], env=env,
+        command = self.command or [sys.executable, "-m", "wireleap_relay"]
+        self.proc = subprocess.Popen(command + ["start", "--fg"], env=env,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         self.wait_listening(timeout)

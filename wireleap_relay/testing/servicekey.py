@@ -53,3 +53,19 @@ def activate_servicekey(contract_url: str, pof: dict[str, Any] | None = None,
         headers={"Content-Type": "application/json", "Idempotency-Key": os.urandom(16).hex()})
     response.raise_for_status()
     return servicekey, ContractData.from_dict(response.json())
+
+
+class Wallet:
+    """Servicekeys on demand, like the Go client with `use_on_demand`: the current one is
+    used until shortly before its settlement_open, then a new one is activated."""
+
+    def __init__(self, contract_url: str, margin: float = 2.0):
+        self.contract_url = contract_url
+        self.margin = margin
+        self._current: tuple[nacl.signing.SigningKey, ContractData] | None = None
+
+    def current(self) -> tuple[nacl.signing.SigningKey, ContractData]:
+        if self._current is None or \
+                self._current[1].settlement_open <= time.time() + self.margin:
+            self._current = activate_servicekey(self.contract_url)
+        return self._current

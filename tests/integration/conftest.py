@@ -1,0 +1,144 @@
+"""Shared pieces for integration tests: a fake contract in this process, relays as real
+subprocesses, and plain TCP/UDP targets on 127.0.0.1."""
+
+import hashlib
+import os
+import socket
+
+import gevent
+import pytest
+from gevent.server import DatagramServer, StreamServer
+
+from wireleap_relay.testing.fake_contract import FakeContract
+from wireleap_relay.testing.relayproc import RelayProcess, make_home
+from wireleap_relay.testing.servicekey import Wallet
+
+
+@pytest.fixture(scope="session")
+def contract(tmp_path_factory):
+    fake = FakeContract(str(tmp_path_factory.mktemp("contract")), servicekey_duration=3600,
+                        submission_window=3600).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def wallet(contract):
+    return Wallet(contract.url)
+
+
+class Relays:
+    """Starts relays on demand; stops them all at the end of the session."""
+
+    def __init__(self, root: str, contract_url: str):
+        self.root = root
+        self.contract_url = contract_url
+        self.procs: list[RelayProcess] = []
+
+    def start(self, name: str, role: str, path: str = "/", **settings) -> RelayProcess:
+        home = make_home(self.root, name, self.contract_url, role, path=path, **settings)
+        proc = RelayProcess(home).start()
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+
+@pytest.fixture(scope="session")
+def relays(tmp_path_factory, contract):
+    r = Relays(str(tmp_path_factory.mktemp("relays")), contract.url)
+    yield r
+    r.stop_all()
+
+
+@pytest.fixture(scope="session")
+def circuit3(relays):
+    """A fronting, an entropic and a backing relay, as the Go client would chain them."""
+    return [relays.start("fronting", "fronting", path="/wireleap"),
+            relays.start("entropic", "entropic"),
+            relays.start("backing", "backing")]
+
+
+def hops(procs: list[RelayProcess]) -> list[tuple[str, bytes]]:
+    return [(p.relay.address, p.relay.pubkey) for p in procs]
+
+
+def _echo(sock: socket.socket, _addr) -> None:
+    try:
+        while data := sock.recv(65536):
+            sock.sendall(data)
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def echo_server():
+    server = StreamServer(("127.0.0.1", 0), _echo)
+    server.start()
+    yield f"127.0.0.1:{server.address[1]}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def udp_echo():
+    server = DatagramServer(("127.0.0.1", 0), lambda data, addr: server.sendto(data, addr))
+    server.start()
+    yield f"127.0.0.1:{server.address[1]}"
+    server.stop()
+
+
+def _source(sock: socket.socket, _addr) -> None:
+    """Reads a decimal size and a newline, then sends that many pseudo-random bytes."""
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            line += sock.recv(1)
+        size = int(line)
+        block = pattern_block()
+        while size > 0:
+            sock.sendall(block[:size])
+            size -= len(block)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def pattern_block() -> bytes:
+    return hashlib.sha256(b"wireleap").digest() * 4096  # 128 KiB, not compressible by TLS
+
+
+@pytest.fixture(scope="session")
+def source_server():
+    server = StreamServer(("127.0.0.1", 0), _source)
+    server.start()
+    yield f"127.0.0.1:{server.address[1]}"
+    server.stop()
+
+
+def recv_exactly(stream, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        data = stream.recv(min(1 << 20, size - got))
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def read_to_end(stream) -> bytes:
+    parts = []
+    while data := stream.recv(1 << 20):
+        parts.append(data)
+    return b"".join(parts)
+
+
+def spawn_sender(stream, data: bytes) -> gevent.Greenlet:
+    return gevent.spawn(stream.sendall, data)
+
+
+def random_bytes(size: int) -> bytes:
+    return os.urandom(size)
