@@ -298,12 +298,22 @@ def _check_entry(values: dict, where: str, problems: list[str], warnings: list[s
                             f"https://), got {address!r}")
         elif not parts.hostname:
             problems.append(f"{where}.address: has no host: {address!r}")
+        elif not _valid_port(parts):
+            problems.append(f"{where}.address: invalid port in {address!r}")
         elif role in ("entropic", "backing") and _port(parts) is None:
             # Later hops are dialed by the previous relay with a raw host:port (wire.md §1.5).
             problems.append(f"{where}.address: an {role} relay needs an explicit port, "
                             f"e.g. wireleap://{parts.hostname}:13490")
     if values["update_channel"] is not None:
         warnings.append(f"{where}.update_channel: deprecated, use upgrade_channel")
+
+
+def _valid_port(parts: Any) -> bool:
+    try:
+        _ = parts.port
+    except ValueError:
+        return False
+    return True
 
 
 def _port(parts: Any) -> int | None:

@@ -12,6 +12,7 @@ SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+MAX = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds
 
 _UNITS = {"h": HOUR, "m": MINUTE, "s": SECOND, "d": DAY}
 _TERM = re.compile(r"(\d+)(?:\.(\d+))?([a-zA-Zµ]+)")
@@ -49,6 +50,9 @@ def parse(text: str) -> int:
         if frac:
             total += int(frac) * scale // 10 ** len(frac)
         pos = m.end()
+    if total > MAX:
+        raise DurationError(f"invalid duration {text!r}: longer than Go's maximum "
+                            "2562047h47m16.854775807s")
     return total
 
 

@@ -48,7 +48,7 @@ def test_every_hop_stores_its_sharetoken_before_dialing(circuit3, wallet, echo_s
 
 def _stored(proc) -> set[str]:
     found = set()
-    for folder, _, files in os.walk(proc.relay.home.sharetokens):
+    for _, _, files in os.walk(proc.relay.home.sharetokens):
         found |= {f for f in files if f.endswith(".json")}
     return found
 

@@ -35,12 +35,20 @@ def forbidden_name(host: str) -> bool:
     return host.lower().rstrip(".") == "localhost"
 
 
+def _forbidden_literal(host: str) -> bool:
+    """Go refuses loopback IP literals before dialing (wire.md §7.1), even without a port."""
+    try:
+        return forbidden_address(host)
+    except ValueError:
+        return False
+
+
 def dial(remote: Remote, protocol: str, policy: DialPolicy) -> socket.socket:
     """Resolve, check and connect. Raises Refused, DialTimeout or DialFailed."""
     target = remote.is_target
     host = remote.hostname
     refused = Refused(f"loopback address '{host}' requested, refusing to dial", target)
-    if not policy.allow_loopback and forbidden_name(host):
+    if not policy.allow_loopback and (forbidden_name(host) or _forbidden_literal(host)):
         raise refused
     network = protocol.rstrip("46")
     if remote.port is None:

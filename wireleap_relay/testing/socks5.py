@@ -58,7 +58,7 @@ class Socks5Server:
                  timeout: float = CONNECT_TIMEOUT) -> None:
         self.timeout = timeout  # for the SOCKS handshake
         self._dial = dial
-        self._handlers = gevent.pool.Group()
+        self._handlers = gevent.pool.Pool()  # unbounded; lets stop() end the handlers
         self._server = gevent.server.StreamServer(listen, self._handle, spawn=self._handlers)
 
     @property

@@ -49,7 +49,16 @@ class Remote:
             port = parts.port
         except ValueError as exc:
             raise PayloadError(f"could not parse payload header: remote {text!r}: {exc}") from exc
-        return cls(parts.scheme, parts.hostname or "", port, text)
+        return cls(parts.scheme, _hostname(parts.netloc), port, text)
+
+
+def _hostname(netloc: str) -> str:
+    """The host without port and brackets, case kept as sent (Go's URL.Hostname());
+    urlsplit's .hostname would lower-case it and misquote it in messages."""
+    hostinfo = netloc.rpartition("@")[2]
+    if hostinfo.startswith("["):
+        return hostinfo[1:].partition("]")[0]
+    return hostinfo.partition(":")[0]
 
 
 @dataclass(frozen=True)
