@@ -1,0 +1,83 @@
+"""The single-file build: `contrib/build-bin.sh` makes one executable .pyz and its sha512
+hash file; copied alone into an empty folder it is a working relay whose home is that
+folder, not shiv's unpack cache."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import hops, recv_exactly
+
+from wireleap_relay.home import HOME_ENV
+from wireleap_relay.testing import circuit
+from wireleap_relay.testing.relayproc import RelayProcess, make_home
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NAME = "wireleap-relay_linux-amd64"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    subprocess.run([os.path.join(ROOT, "contrib", "build-bin.sh"), str(out)], check=True,
+                   cwd=ROOT, capture_output=True)
+    return out
+
+
+def run(binary, *args, cwd=None):
+    env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=60)
+
+
+def test_build_yields_one_executable_and_a_checkable_hash(built):
+    assert sorted(os.listdir(built)) == [NAME, NAME + ".hash"]
+    assert os.access(built / NAME, os.X_OK)
+    with open(built / NAME, "rb") as f:
+        assert f.readline() == b"#!/usr/bin/env python3\n"
+    check = subprocess.run(["sha512sum", "-c", NAME + ".hash"], cwd=built,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.strip() == f"{NAME}: OK"
+
+
+def test_copied_alone_it_inits_its_own_folder(built, tmp_path):
+    binary = tmp_path / "wireleap-relay"
+    shutil.copy(built / NAME, binary)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    version = run(binary, "version", cwd=elsewhere)
+    assert version.returncode == 0
+    assert version.stdout.strip().startswith("0.7.0")
+    init = run(binary, "init", cwd=elsewhere)
+    assert init.returncode == 0, init.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["elsewhere", "key.pub", "key.seed", "relay-cert.pem", "relay-key.pem",
+         "wireleap-relay"])
+    assert os.listdir(elsewhere) == []
+    check = run(binary, "check-config", cwd=elsewhere)
+    assert check.returncode == 1
+    assert check.stdout == f"{tmp_path}/config.json: no such file (create it, see the " \
+                           "README's Configuration section)\n"
+    (tmp_path / "config.json").write_text('{"address": "0.0.0.0:13490", "contracts": {}}')
+    check = run(binary, "check-config", cwd=elsewhere)
+    assert (check.returncode, check.stdout) == (
+        1, "contracts: at least one service contract has to be set\n")
+
+
+def test_the_built_relay_serves_a_circuit(built, tmp_path, contract, wallet, echo_server):
+    relay = make_home(str(tmp_path), "pyz", contract.url, "backing")
+    binary = os.path.join(relay.home.root, "wireleap-relay")
+    shutil.copy(built / NAME, binary)
+    proc = RelayProcess(relay, command=[binary]).start()
+    try:
+        pipe = circuit.dial(hops([proc]), echo_server, "tcp", *wallet.current(),
+                            pool=circuit.ConnectionPool())
+        pipe.settimeout(30)
+        pipe.sendall(b"from the single file")
+        assert recv_exactly(pipe, 20) == b"from the single file"
+        pipe.close()
+    finally:
+        assert proc.stop() == 143  # 128 + SIGTERM, as the Go relay exits
+    assert "Listening for H/2 requests on https://127.0.0.1:" in proc.log_text()
