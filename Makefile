@@ -23,5 +23,8 @@ lint: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) -m wireleap_relay.testing
 
+bench: $(VENV)/.installed
+	$(PY) -m wireleap_relay.testing bench
+
 clean:
 	rm -rf build $(VENV) *.egg-info
