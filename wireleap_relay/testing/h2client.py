@@ -114,6 +114,16 @@ class H2Stream:
         self._readable = gevent.event.Event()
         self._writable = gevent.event.Event()
 
+    @property
+    def ended(self) -> bool:
+        """Nothing more will arrive (what did arrive may still be unread)."""
+        return self._ended
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not read yet: at most the 4 MiB window we announced."""
+        return sum(len(chunk) for chunk in self._chunks)
+
     def settimeout(self, timeout: float | None) -> None:
         self.timeout = timeout
 
@@ -155,7 +165,7 @@ class H2Stream:
             return
         self._closed = True
         self._ended = True
-        unread = sum(len(chunk) for chunk in self._chunks) + self._unacked
+        unread = self.buffered + self._unacked
         self._chunks.clear()
         self._unacked = 0
         self._conn._cancel(self, unread)
@@ -266,6 +276,8 @@ class H2ClientConnection:
         request.extend(headers)
         with self._write_lock:
             self._raise_if_failed()
+            if self._goaway:
+                raise ConnectionError("the relay sent GOAWAY: no new streams on this connection")
             stream = H2Stream(self, self._h2.get_next_available_stream_id())
             self._streams[stream.stream_id] = stream
             self._h2.send_headers(stream.stream_id, request, end_stream=end_stream)
@@ -505,7 +517,15 @@ def connect_over(carrier: H2Stream, address: str | RelayAddress,
     """TLS + HTTP/2 to the next relay inside `carrier`, the previous hop's stream (§6.2)."""
     addr = RelayAddress.parse(address) if isinstance(address, str) else address
     transport = TlsOverStream(carrier)
-    transport.handshake(timeout)
+    try:
+        transport.handshake(timeout)
+    except OSError as exc:
+        if not carrier.ended:
+            raise
+        # The previous relay ended the stream (say, it could not dial us): say how.
+        raise ConnectionError(
+            f"TLS to {addr.text} failed: the carrier stream ended with status "
+            f"{carrier.status}, reset code {carrier.reset_code}, error {carrier.error!r}") from exc
     return H2ClientConnection(transport, addr)
 
 

@@ -104,7 +104,8 @@ class Socks5Server:
 
     def _associate(self, sock: socket.socket, client_ip: str) -> None:
         """The association lives as long as its TCP connection (RFC 1928 §7)."""
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
+        udp = socket.socket(family, socket.SOCK_DGRAM)
         greenlets = gevent.pool.Group()  # the datagram reader and every exchange
         try:
             udp.bind((self.address[0], 0))
