@@ -6,22 +6,13 @@ import tempfile
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write via a temp file in the same folder, fsync, rename, then fsync the folder."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".")
+    tmp = _durable_temp(path, data, mode)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
-    fsync_dir(folder)
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 def create_exclusive(path: str, data: bytes, mode: int = 0o644) -> bool:
@@ -31,22 +22,38 @@ def create_exclusive(path: str, data: bytes, mode: int = 0o644) -> bool:
     when the name exists: two processes racing for the same name cannot both win, and a
     crash leaves either no file or a complete one.
     """
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".")
+    tmp = _durable_temp(path, data, mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        _unlink(tmp)
+    fsync_dir(os.path.dirname(path) or ".")
+    return True
+
+
+def _durable_temp(path: str, data: bytes, mode: int) -> str:
+    """A fully written and fsynced temp file beside `path`."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                               prefix="." + os.path.basename(path) + ".")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(tmp)
-    fsync_dir(folder)
-    return True
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return tmp
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def fsync_dir(folder: str) -> None:
