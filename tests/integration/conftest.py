@@ -3,6 +3,7 @@ subprocesses, and plain TCP/UDP targets on 127.0.0.1."""
 
 import hashlib
 import os
+import shutil
 import socket
 
 import gevent
@@ -142,3 +143,24 @@ def spawn_sender(stream, data: bytes) -> gevent.Greenlet:
 
 def random_bytes(size: int) -> bytes:
     return os.urandom(size)
+
+
+REQUIRE_EXTERNAL_ENV = "WIRELEAP_REQUIRE_EXTERNAL"
+
+
+def external_missing(reason: str) -> None:
+    """Skip a test that needs something outside this project (a web server, a module of it)
+    with `reason`; fail instead when $WIRELEAP_REQUIRE_EXTERNAL is set, as CI does."""
+    if os.environ.get(REQUIRE_EXTERNAL_ENV):
+        pytest.fail(f"{reason} (and {REQUIRE_EXTERNAL_ENV} is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_binary(name: str) -> str:
+    """The path of program `name` (PATH, then the sbin directories, where Debian puts nginx
+    and apache2); skips, or fails under $WIRELEAP_REQUIRE_EXTERNAL, when it is missing."""
+    found = shutil.which(name, path=os.pathsep.join(
+        [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]))
+    if found is None:
+        external_missing(f"{name} is not installed")
+    return found
