@@ -1,0 +1,178 @@
+"""The loopback policy and the dial (wire.md §2.3 steps 9-10, §7.1)."""
+
+import socket
+
+import pytest
+
+from wireleap_relay.relay import dialer
+from wireleap_relay.relay.dialer import DialPolicy
+from wireleap_relay.relay.errors import DialFailed, DialTimeout, Refused, StreamFailure
+from wireleap_relay.wire.payload import Remote
+
+STRICT = DialPolicy(allow_loopback=False, timeout=5.0)
+LOOSE = DialPolicy(allow_loopback=True, timeout=5.0)
+
+
+@pytest.mark.parametrize("name,forbidden", [
+    ("localhost", True), ("LOCALHOST", True), ("localhost.", True), ("LocalHost.", True),
+    ("example.com", False), ("localhost.example.com", False), ("mylocalhost", False),
+    ("127.0.0.1", False),  # an address, judged by forbidden_address
+])
+def test_forbidden_name(name, forbidden):
+    assert dialer.forbidden_name(name) is forbidden
+
+
+@pytest.mark.parametrize("ip,forbidden", [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("127.255.255.254", True), ("::1", True),
+    ("::ffff:127.0.0.1", True), ("::ffff:127.9.9.9", True), ("0.0.0.0", True), ("::", True),
+    ("::ffff:0.0.0.0", True), ("fe80::1%lo", False),
+    ("10.0.0.1", False), ("192.168.1.1", False), ("8.8.8.8", False), ("2001:db8::1", False),
+    ("::ffff:8.8.8.8", False), ("169.254.169.254", False), ("128.0.0.1", False),
+])
+def test_forbidden_address(ip, forbidden):
+    assert dialer.forbidden_address(ip) is forbidden
+
+
+def test_forbidden_address_needs_an_address():
+    with pytest.raises(ValueError):
+        dialer.forbidden_address("localhost")
+
+
+def refused(text, policy=STRICT, protocol="tcp"):
+    with pytest.raises(Refused) as info:
+        dialer.dial(Remote.parse(text), protocol, policy)
+    return info.value
+
+
+@pytest.mark.parametrize("remote,host", [
+    ("target://127.1:80", "127.1"),
+    ("target://LOCALHOST:80", "LOCALHOST"),
+    ("target://[::ffff:127.0.0.1]:80", "::ffff:127.0.0.1"),
+    ("target://[::1]:80", "::1"),
+    ("target://localhost:80", "localhost"),
+    ("target://localhost.:80", "localhost."),
+    ("target://127.0.0.1:80", "127.0.0.1"),
+    ("target://127.1.2.3:80", "127.1.2.3"),
+    ("target://0.0.0.0:80", "0.0.0.0"),
+    ("target://[::]:80", "::"),
+    ("target://127.0.0.1", "127.0.0.1"),  # refused before the missing port matters, like Go
+    ("target://localhost", "localhost"),
+])
+def test_loopback_refused(remote, host):
+    exc = refused(remote)
+    assert exc.description == f"loopback address '{host}' requested, refusing to dial"
+    assert str(exc) == exc.description
+    assert exc.code == 400
+    assert exc.origin_is_target is True
+
+
+@pytest.mark.parametrize("scheme", ["wireleap", "https"])
+def test_loopback_refused_next_hop_origin_is_relay(scheme):
+    exc = refused(f"{scheme}://localhost:13490")
+    assert exc.description == "loopback address 'localhost' requested, refusing to dial"
+    assert exc.origin_is_target is False
+    assert refused(f"{scheme}://127.1:13490").origin_is_target is False
+
+
+@pytest.mark.parametrize("protocol", ["tcp4", "udp", "udp4"])
+def test_loopback_refused_for_every_protocol(protocol):
+    assert refused("target://127.1:53", protocol=protocol).code == 400
+
+
+@pytest.fixture
+def listener():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    yield srv
+    srv.close()
+
+
+def closed_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.1"])
+def test_allow_loopback_connects(listener, host):
+    port = listener.getsockname()[1]
+    sock = dialer.dial(Remote.parse(f"target://{host}:{port}"), "tcp", LOOSE)
+    try:
+        peer, _ = listener.accept()
+        sock.sendall(b"ping")
+        assert peer.recv(4) == b"ping"
+        assert sock.getpeername() == ("127.0.0.1", port)
+        assert sock.gettimeout() is None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        peer.close()
+    finally:
+        sock.close()
+
+
+def test_allow_loopback_udp():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    try:
+        port = srv.getsockname()[1]
+        sock = dialer.dial(Remote.parse(f"target://127.0.0.1:{port}"), "udp", LOOSE)
+        try:
+            assert sock.type == socket.SOCK_DGRAM
+            sock.send(b"datagram")
+            assert srv.recv(100) == b"datagram"
+        finally:
+            sock.close()
+    finally:
+        srv.close()
+
+
+def test_connection_refused():
+    port = closed_port()
+    with pytest.raises(DialFailed) as info:
+        dialer.dial(Remote.parse(f"target://127.0.0.1:{port}"), "tcp", LOOSE)
+    exc = info.value
+    assert exc.description == f"dial tcp 127.0.0.1:{port}: connect: connection refused"
+    assert exc.code == 502 and exc.origin_is_target is True
+
+
+def test_connection_refused_next_hop():
+    port = closed_port()
+    with pytest.raises(DialFailed) as info:
+        dialer.dial(Remote.parse(f"wireleap://127.0.0.1:{port}"), "tcp4", LOOSE)
+    assert info.value.description == f"dial tcp4 127.0.0.1:{port}: connect: connection refused"
+    assert info.value.origin_is_target is False
+
+
+@pytest.mark.parametrize("policy", [STRICT, LOOSE])
+def test_unknown_host(policy):
+    with pytest.raises(DialFailed) as info:
+        dialer.dial(Remote.parse("target://x.invalid:80"), "tcp", policy)
+    assert info.value.description == "dial tcp: lookup x.invalid: no such host"
+    assert info.value.code == 502 and info.value.origin_is_target is True
+
+
+@pytest.mark.parametrize("remote,host,target", [
+    ("target://x.invalid", "x.invalid", True),
+    ("wireleap://relay.example.com", "relay.example.com", False),
+    ("target://10.0.0.1", "10.0.0.1", True),
+])
+def test_missing_port(remote, host, target):
+    with pytest.raises(DialFailed) as info:
+        dialer.dial(Remote.parse(remote), "tcp", STRICT)
+    assert info.value.description == f"dial tcp: address {host}: missing port in address"
+    assert info.value.origin_is_target is target
+
+
+def test_missing_port_with_loopback_allowed():
+    with pytest.raises(DialFailed) as info:
+        dialer.dial(Remote.parse("target://localhost"), "tcp", LOOSE)
+    assert info.value.description == "dial tcp: address localhost: missing port in address"
+
+
+def test_error_classes():
+    assert (Refused.code, DialTimeout.code, DialFailed.code) == (400, 408, 502)
+    for cls in (Refused, DialTimeout, DialFailed):
+        assert issubclass(cls, StreamFailure)
+    assert StreamFailure("x").origin_is_target is False

@@ -1,0 +1,235 @@
+"""Crash-safe writes (fsutil) and the pending sharetoken store (wire.md §4.6, §4.7)."""
+
+import json
+import os
+import stat
+import threading
+import time
+
+import nacl.signing
+import pytest
+
+from wireleap_relay import fsutil
+from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
+from wireleap_relay.wire import b64
+from wireleap_relay.wire.sharetoken import ContractData, Sharetoken
+
+with open(os.path.join(os.path.dirname(__file__), os.pardir, "data",
+                       "sharetoken_vectors.json")) as _f:
+    V = json.load(_f)
+
+VECTOR = Sharetoken.from_dict(json.loads(V["sharetoken"]["json"]))
+CONTRACT_KEY = nacl.signing.SigningKey(bytes.fromhex(V["inputs"]["contract_seed_hex"]))
+SERVICEKEY = nacl.signing.SigningKey(bytes.fromhex(V["inputs"]["servicekey_seed_hex"]))
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def fresh_token(nonce):
+    return Sharetoken.mint(SERVICEKEY, VECTOR.relay_pubkey, VECTOR.contract, 1700000000, nonce)
+
+
+# --- write_atomic --------------------------------------------------------------------------
+
+def test_write_atomic_creates_and_replaces(tmp_path):
+    path = str(tmp_path / "f.json")
+    fsutil.write_atomic(path, b"one")
+    assert open(path, "rb").read() == b"one"
+    assert mode(path) == 0o644
+    fsutil.write_atomic(path, b"two", mode=0o600)
+    assert open(path, "rb").read() == b"two"
+    assert mode(path) == 0o600
+    assert os.listdir(tmp_path) == ["f.json"]
+
+
+def test_write_atomic_mode_ignores_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        fsutil.write_atomic(str(tmp_path / "pub"), b"x", mode=0o644)
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "pub") == 0o644
+
+
+def test_write_atomic_keeps_old_content_on_failure(tmp_path, monkeypatch):
+    path = str(tmp_path / "key.seed")
+    fsutil.write_atomic(path, b"old", mode=0o600)
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        fsutil.write_atomic(path, b"new content")
+    monkeypatch.undo()
+    assert open(path, "rb").read() == b"old"
+    assert mode(path) == 0o600
+    assert os.listdir(tmp_path) == ["key.seed"]
+
+
+def test_write_atomic_keeps_old_content_when_rename_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / "f")
+    fsutil.write_atomic(path, b"old")
+
+    def broken_replace(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(PermissionError):
+        fsutil.write_atomic(path, b"new")
+    monkeypatch.undo()
+    assert open(path, "rb").read() == b"old"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_write_atomic_bad_data_leaves_nothing(tmp_path):
+    with pytest.raises(TypeError):
+        fsutil.write_atomic(str(tmp_path / "f"), "not bytes")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_atomic_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fsutil.write_atomic(str(tmp_path / "no" / "f"), b"x")
+
+
+# --- create_exclusive ----------------------------------------------------------------------
+
+def test_create_exclusive(tmp_path):
+    path = str(tmp_path / "t.json")
+    assert fsutil.create_exclusive(path, b"first") is True
+    assert mode(path) == 0o644
+    assert fsutil.create_exclusive(path, b"second") is False
+    assert open(path, "rb").read() == b"first"
+    assert os.listdir(tmp_path) == ["t.json"]
+
+
+def test_create_exclusive_mode(tmp_path):
+    path = str(tmp_path / "t")
+    assert fsutil.create_exclusive(path, b"x", mode=0o600) is True
+    assert mode(path) == 0o600
+
+
+def test_create_exclusive_does_not_replace_other_files(tmp_path):
+    path = tmp_path / "t"
+    path.write_bytes(b"operator's")
+    assert fsutil.create_exclusive(str(path), b"x") is False
+    assert path.read_bytes() == b"operator's"
+    assert os.listdir(tmp_path) == ["t"]
+
+
+def test_create_exclusive_failure_leaves_no_temp(tmp_path, monkeypatch):
+    def broken_link(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", broken_link)
+    with pytest.raises(PermissionError):
+        fsutil.create_exclusive(str(tmp_path / "t"), b"x")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+def test_fsync_dir(tmp_path):
+    fsutil.fsync_dir(str(tmp_path))
+    with pytest.raises(NotADirectoryError):
+        (tmp_path / "f").write_text("")
+        fsutil.fsync_dir(str(tmp_path / "f"))
+
+
+# --- the store -----------------------------------------------------------------------------
+
+def test_store_layout(tmp_path):
+    root = tmp_path / "sharetokens"
+    store = TokenStore(str(root))
+    store.accept(VECTOR)
+    contract_dir = root / V["keys"]["contract_public_key"]
+    path = contract_dir / (V["sharetoken"]["signature"] + ".json")
+    assert store.path_for(VECTOR) == str(path)
+    assert path.read_text() == V["sharetoken"]["json"]
+    assert mode(path) == 0o644
+    assert os.listdir(root) == [V["keys"]["contract_public_key"]]
+    assert os.listdir(contract_dir) == [path.name]  # no temp files left behind
+
+
+def test_store_rejects_duplicate(tmp_path):
+    store = TokenStore(str(tmp_path))
+    store.accept(VECTOR)
+    with pytest.raises(DuplicateSharetoken) as info:
+        store.accept(VECTOR)
+    assert str(info.value) == "duplicate sharetoken"
+    assert open(store.path_for(VECTOR)).read() == V["sharetoken"]["json"]
+
+
+def test_duplicate_detected_across_store_instances(tmp_path):
+    TokenStore(str(tmp_path)).accept(VECTOR)
+    with pytest.raises(DuplicateSharetoken):
+        TokenStore(str(tmp_path)).accept(VECTOR)
+
+
+def test_store_accepts_different_tokens(tmp_path):
+    store = TokenStore(str(tmp_path))
+    first, second = fresh_token("a" * 32), fresh_token("b" * 32)
+    store.accept(first)
+    store.accept(second)
+    folder = tmp_path / b64.encode(VECTOR.contract.public_key)
+    assert sorted(os.listdir(folder)) == sorted([first.signature_b64 + ".json",
+                                                 second.signature_b64 + ".json"])
+
+
+def test_store_one_folder_per_contract(tmp_path):
+    other = ContractData.sign(nacl.signing.SigningKey(bytes(32)), 1700003600, 1700007200)
+    tok = Sharetoken.mint(SERVICEKEY, VECTOR.relay_pubkey, other, 1700000000, "c" * 32)
+    store = TokenStore(str(tmp_path))
+    store.accept(VECTOR)
+    store.accept(tok)
+    assert sorted(os.listdir(tmp_path)) == sorted([V["keys"]["contract_public_key"],
+                                                   b64.encode(other.public_key)])
+
+
+@pytest.fixture
+def link_rendezvous(monkeypatch):
+    """Hold every link(2) until all racers have their temp file written, so the threads
+    (greenlets under the test's gevent patching) really meet at the exclusive step."""
+    real_link = os.link
+    arrived = []
+
+    def link(src, dst):
+        arrived.append(src)
+        for _ in range(10_000):
+            if len(arrived) >= 8:
+                break
+            time.sleep(0.001)  # yields to the other threads
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    return arrived
+
+
+def test_racing_threads_exactly_one_wins(tmp_path, link_rendezvous):
+    store = TokenStore(str(tmp_path))
+    barrier = threading.Barrier(8)
+    outcomes = []
+    lock = threading.Lock()
+
+    def worker():
+        barrier.wait()
+        try:
+            store.accept(VECTOR)
+            result = "accepted"
+        except DuplicateSharetoken:
+            result = "duplicate"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["accepted"] + ["duplicate"] * 7
+    assert len(set(link_rendezvous)) == 8  # all eight temp files existed at the same time
+    folder = tmp_path / V["keys"]["contract_public_key"]
+    assert os.listdir(folder) == [V["sharetoken"]["signature"] + ".json"]
+    assert (folder / os.listdir(folder)[0]).read_text() == V["sharetoken"]["json"]
