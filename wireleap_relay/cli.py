@@ -125,8 +125,9 @@ def _go_style_flags(argv: list[str], command: Command) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "wireleap-relay"
-    if prog == "__main__.py":
+    # Usage lines name the program as it was typed (`./wireleap-relay`), like Go's argv[0].
+    prog = sys.argv[0] if sys.argv and sys.argv[0] else "wireleap-relay"
+    if os.path.basename(prog) == "__main__.py":
         prog = "wireleap-relay"
     command = _find(argv[0]) if argv else None
     if command is None or command.name == "help":

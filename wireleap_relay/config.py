@@ -324,10 +324,11 @@ def _port(parts: Any) -> int | None:
 
 
 def _check_channels(obj: dict, problems: list[str], warnings: list[str]) -> None:
-    named = [url for url, e in obj.items() if isinstance(e, dict) and e.get("upgrade_channel")]
+    named = [url for url, e in obj.items()
+             if isinstance(e, dict) and (e.get("upgrade_channel") or e.get("update_channel"))]
     if len(named) > 1:
-        problems.append("contracts: only one contract may set upgrade_channel, found "
-                        f"{len(named)} ({', '.join(named)})")
+        problems.append("contracts: only one contract may set upgrade_channel (or the older "
+                        f"update_channel), found {len(named)} ({', '.join(named)})")
     elif not named and len(obj) > 1:
         # Relay 0.6.1 refuses this; the 2021 README's own two-contract example relies on it.
         warnings.append("contracts: no contract sets upgrade_channel; upgrades follow the "

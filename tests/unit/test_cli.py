@@ -134,15 +134,17 @@ def test_unknown_flag_is_usage_error(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_usage_uses_program_name(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["/opt/relay/wireleap-relay"])
+def test_usage_uses_program_name_as_typed(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["./wireleap-relay"])
     assert cli.main(["help", "init"]) == 2
-    assert capsys.readouterr().err == INIT_USAGE
+    assert capsys.readouterr().err == INIT_USAGE.replace("Usage: wireleap-relay",
+                                                         "Usage: ./wireleap-relay")
     monkeypatch.setattr(sys, "argv", ["/opt/relay/my-relay"])
     assert cli.main([]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("Usage: my-relay COMMAND [OPTIONS]\n")
-    assert err.endswith("Run 'my-relay help COMMAND' for more information on a command.\n")
+    assert err.startswith("Usage: /opt/relay/my-relay COMMAND [OPTIONS]\n")
+    assert err.endswith("Run '/opt/relay/my-relay help COMMAND' for more information on a "
+                        "command.\n")
 
 
 # --- Go flag spellings, through the cheap `version` command --------------------------------

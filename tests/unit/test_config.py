@@ -375,8 +375,17 @@ def test_several_contracts_no_channel_is_a_warning():
 
 def test_several_contracts_two_channels_is_an_error():
     assert problems(two({"upgrade_channel": "a"}, {"upgrade_channel": "b"})) == [
-        "contracts: only one contract may set upgrade_channel, found 2 "
-        "(https://a.example.com, https://b.example.com)"]
+        "contracts: only one contract may set upgrade_channel (or the older "
+        "update_channel), found 2 (https://a.example.com, https://b.example.com)"]
+
+
+def test_several_contracts_update_channel_counts_as_a_channel():
+    cfg, warnings = ok(two({"update_channel": "beta"}))
+    assert cfg.upgrade_channel == "beta"
+    assert not any("no contract sets" in w for w in warnings)
+    assert problems(two({"update_channel": "a"}, {"upgrade_channel": "b"})) == [
+        "contracts: only one contract may set upgrade_channel (or the older "
+        "update_channel), found 2 (https://a.example.com, https://b.example.com)"]
 
 
 def test_empty_channel_counts_as_unset():
@@ -563,8 +572,8 @@ def test_all_problems_reported_together():
         'contracts["https://e"].role: has to be set',
         'contracts["https://e"].address: has to be set',
         'contracts["https://f"]: must be a JSON object (relay entry), got null',
-        "contracts: only one contract may set upgrade_channel, found 2 "
-        "(https://d, https://e)",
+        "contracts: only one contract may set upgrade_channel (or the older "
+        "update_channel), found 2 (https://d, https://e)",
         "rest_api.address: must be http://host:port or file:///path, got 'localhost:8080'",
         'rest_api.socket_umask: must be three octal digits like "600", got \'800\'',
     ]
