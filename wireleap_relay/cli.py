@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from docopt import DocoptExit, docopt
 
-from wireleap_relay import config, daemon, home, identity, version
+from wireleap_relay import config, daemon, home, identity, lifecycle, version
 
 log = logging.getLogger("wireleap_relay")
 
@@ -66,17 +66,28 @@ def cmd_check_config(args: dict) -> int:
 
 
 def cmd_start(args: dict) -> int:
+    where = home.current()
     if not args["--fg"]:
-        # Background mode with pid-file supervision belongs to the daemon lifecycle work;
-        # until it exists, say so instead of pretending.
-        print("only `start --fg` is available in this build: run it under your process "
-              "supervisor or in a terminal", file=sys.stderr)
-        return EXIT_FAIL
+        return lifecycle.start(where, log.info)
     try:
-        return daemon.run_foreground(home.current())
+        return daemon.run_foreground(where)
     except daemon.Fatal as exc:
         log.error("%s", exc)
         return EXIT_FAIL
+
+
+def cmd_stop(args: dict) -> int:
+    return lifecycle.stop(home.current(), log.info)
+
+
+def cmd_restart(args: dict) -> int:
+    return lifecycle.restart(home.current(), log.info)
+
+
+def cmd_status(args: dict) -> int:
+    code, message = lifecycle.status(home.current())
+    print(message)
+    return code
 
 
 def cmd_version(args: dict) -> int:
@@ -91,6 +102,12 @@ COMMANDS: tuple[Command, ...] = (
             options=(("--force", "Replace an existing identity (changes the public key)"),)),
     Command("start", "Start wireleap-relay daemon", cmd_start,
             options=(("--fg", "Run in foreground, don't detach"),)),
+    Command("stop", "Stop wireleap-relay daemon", cmd_stop),
+    Command("restart", "Restart wireleap-relay daemon", cmd_restart),
+    Command("status", "Report wireleap-relay daemon status", cmd_status,
+            extra="Exit codes:\n  0     wireleap-relay is running\n"
+                  "  1     wireleap-relay is not running\n"
+                  "  2     could not tell if wireleap-relay is running or not\n"),
     Command("check-config", "Validate wireleap-relay config file", cmd_check_config),
     Command("version", "Show version and exit", cmd_version,
             options=(("-v", "show verbose output"),)),

@@ -1,7 +1,6 @@
 """The relay process in the foreground (`start --fg`): load everything, serve, and stop
 cleanly on SIGTERM or SIGINT."""
 
-import json
 import logging
 import os
 import resource
@@ -10,10 +9,9 @@ import signal
 import gevent
 import gevent.event
 
-from wireleap_relay import config, duration, identity
+from wireleap_relay import config, duration, identity, pidfile
 from wireleap_relay.contract import info as contract_info
 from wireleap_relay.contract.client import ControlError, SignedClient
-from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import Home
 from wireleap_relay.relay import dialer, tls, tunnel
 from wireleap_relay.relay.server import RelayServer, listen
@@ -52,6 +50,7 @@ def load_contracts(client: SignedClient, cfg: config.Config) -> tunnel.ContractG
 
 
 def run_foreground(home: Home) -> int:
+    _refuse_second_daemon(home)
     try:
         cfg, warnings = config.load(home.config)
     except config.ConfigError as exc:
@@ -72,13 +71,23 @@ def run_foreground(home: Home) -> int:
     server = RelayServer(listener, tls_context, build_context(home, cfg, ident, contracts))
     server.start()
     log.info("Listening for H/2 requests on https://%s", cfg.address)
-    write_atomic(home.pid_file, json.dumps(os.getpid()).encode())
+    # Written once listening: `start` takes the pid file as the sign that the relay is up.
+    pidfile.write(home.pid_file, os.getpid())
     signum = wait_for_stop_signal()
     log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
     log.info("gracefully shutting down...")
     server.stop(grace=STOP_GRACE)
-    _remove(home.pid_file)
+    pidfile.remove(home.pid_file, os.getpid())
     return 128 + signum
+
+
+def _refuse_second_daemon(home: Home) -> None:
+    try:
+        pid = pidfile.read(home.pid_file)
+    except pidfile.PidFileError:
+        return  # unreadable: the new daemon replaces it once it listens
+    if pid is not None and pid != os.getpid() and pidfile.alive(pid):
+        raise Fatal(f"wireleap-relay daemon is already running! (pid {pid})")
 
 
 def wait_for_stop_signal() -> int:
@@ -100,9 +109,3 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     log.info("open files limit: soft %d (was %d), hard %d", hard, soft, hard)
 
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

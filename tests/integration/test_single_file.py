@@ -81,3 +81,20 @@ def test_the_built_relay_serves_a_circuit(built, tmp_path, contract, wallet, ech
     finally:
         assert proc.stop() == 143  # 128 + SIGTERM, as the Go relay exits
     assert "Listening for H/2 requests on https://127.0.0.1:" in proc.log_text()
+
+
+def test_the_built_relay_daemonizes_in_its_own_folder(built, tmp_path, contract):
+    """The README's Testing section with the single file: start, status, log, stop."""
+    relay = make_home(str(tmp_path), "daemon", contract.url, "backing")
+    binary = os.path.join(relay.home.root, "wireleap-relay")
+    shutil.copy(built / NAME, binary)
+    started = run(binary, "start", cwd=tmp_path)
+    assert started.returncode == 0, started.stdout + started.stderr
+    status = run(binary, "status", cwd=tmp_path)
+    assert status.returncode == 0
+    assert status.stdout.startswith("wireleap-relay is running, pid ")
+    with open(os.path.join(relay.home.root, "wireleap-relay.log")) as f:
+        assert "Listening for H/2 requests" in f.read()
+    stopped = run(binary, "stop", cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    assert run(binary, "status", cwd=tmp_path).returncode == 1

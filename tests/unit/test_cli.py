@@ -20,6 +20,9 @@ Commands:
   help            Display this help message or help on a command
   init            Generate ed25519 keypair and TLS cert/key
   start           Start wireleap-relay daemon
+  stop            Stop wireleap-relay daemon
+  restart         Restart wireleap-relay daemon
+  status          Report wireleap-relay daemon status
   check-config    Validate wireleap-relay config file
   version         Show version and exit
 
@@ -69,7 +72,7 @@ def snapshot(home):
 
 def test_top_usage_layout():
     lines = [line for line in TOP_USAGE.splitlines() if line.startswith("  ")]
-    assert len(lines) == 5
+    assert len(lines) == 8
     for line in lines:
         assert line[18] != " " and line[17] == " "  # descriptions start at column 19
 
@@ -83,7 +86,7 @@ def test_top_usage(tmp_path, args):
 
 @pytest.mark.parametrize("args", [(), ("help",), ("help", "UNKNOWN"), ("help", "help"),
                                   ("help", "init", "start"), ("UNKNOWN",), ("-h",),
-                                  ("--help",), ("log",), ("genkey",), ("stop",),
+                                  ("--help",), ("log",), ("genkey",), ("reload",),
                                   ("Init",)])
 def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
     result = run_here(tmp_path, monkeypatch, capsys, *args)
@@ -97,6 +100,11 @@ def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
               "Options:\n  --fg  Run in foreground, don't detach\n"),
     ("check-config", "Usage: wireleap-relay check-config\n\nValidate wireleap-relay config "
                      "file\n"),
+    ("stop", "Usage: wireleap-relay stop\n\nStop wireleap-relay daemon\n"),
+    ("status", "Usage: wireleap-relay status\n\nReport wireleap-relay daemon status\n\n"
+               "Exit codes:\n  0     wireleap-relay is running\n"
+               "  1     wireleap-relay is not running\n"
+               "  2     could not tell if wireleap-relay is running or not\n"),
     ("version", "Usage: wireleap-relay version [options]\n\nShow version and exit\n\n"
                 "Options:\n  -v  show verbose output\n"),
 ])

@@ -1,0 +1,138 @@
+"""Daemon control as an operator uses it: `start` in the background, `status`, `stop`,
+`restart`, with real processes and signals in a temporary home."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from wireleap_relay.home import HOME_ENV
+from wireleap_relay.testing import circuit
+from wireleap_relay.testing.relayproc import make_home
+from wireleap_relay.wire import b64
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(relay, *args, command=None):
+    env = dict(os.environ, **{HOME_ENV: relay.home.root}, PYTHONPATH=ROOT)
+    return subprocess.run((command or [sys.executable, "-m", "wireleap_relay"]) + list(args),
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def pid_of(relay) -> int:
+    with open(relay.home.pid_file) as f:
+        return int(f.read())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def relay(tmp_path, contract):
+    home = make_home(str(tmp_path), "relay", contract.url, "backing")
+    yield home
+    if os.path.exists(home.home.pid_file):
+        cli(home, "stop")
+
+
+def test_start_status_stop_round_trip(relay):
+    assert (cli(relay, "status").returncode, cli(relay, "status").stdout) == (
+        1, "wireleap-relay is not running\n")
+    started = cli(relay, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    pid = pid_of(relay)
+    assert f"successfully spawned wireleap-relay with pid {pid}" in started.stderr
+    assert alive(pid)
+    with open(f"/proc/{pid}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) != os.getpid()  # not our child
+    status = cli(relay, "status")
+    assert (status.returncode, status.stdout) == (0, f"wireleap-relay is running, pid {pid}\n")
+    pong = circuit.ping(relay.address, pool=circuit.ConnectionPool())
+    assert pong.origin == b64.encode(relay.pubkey)
+
+    again = cli(relay, "start")
+    assert again.returncode == 1
+    assert "wireleap-relay daemon is already running!" in again.stderr
+    assert pid_of(relay) == pid
+
+    stopped = cli(relay, "stop")
+    assert stopped.returncode == 0
+    assert f"stopped wireleap-relay daemon (was pid {pid})" in stopped.stderr
+    assert not alive(pid)
+    assert not os.path.exists(relay.home.pid_file)
+    assert cli(relay, "status").returncode == 1
+    with open(relay.home.log_file) as f:
+        log = f.read()
+    assert "Listening for H/2 requests on https://127.0.0.1:" in log
+    assert "handling signal 15: SIGTERM..." in log
+
+
+def test_restart_gives_a_new_daemon(relay):
+    assert cli(relay, "start").returncode == 0
+    first = pid_of(relay)
+    restarted = cli(relay, "restart")
+    assert restarted.returncode == 0, restarted.stderr
+    second = pid_of(relay)
+    assert second != first and alive(second) and not alive(first)
+
+
+def test_start_with_a_broken_config_fails_with_the_reason(relay):
+    with open(relay.home.config, "w") as f:
+        f.write('{"address": "127.0.0.1:1", "timeout": "300ms", "contracts": {}}')
+    result = cli(relay, "start")
+    assert result.returncode == 1
+    assert "wireleap-relay is not running" in result.stderr
+    assert "could not validate config file: timeout: invalid duration '300ms'" in result.stdout
+    assert "contracts: at least one service contract has to be set" in result.stdout
+    assert not os.path.exists(relay.home.pid_file)
+
+
+def test_start_with_the_port_taken_fails_with_the_reason(relay):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", relay.port))
+        squatter.listen(1)
+        result = cli(relay, "start")
+    assert result.returncode == 1
+    assert f"could not listen on 127.0.0.1:{relay.port}" in result.stdout
+    assert "Address already in use" in result.stdout
+
+
+def test_stale_pid_file_is_cleared_by_start(relay):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(relay.home.pid_file, "w") as f:
+        f.write(str(dead.pid))
+    assert cli(relay, "status").stdout == \
+        "wireleap-relay is not running (might have crashed, see wireleap-relay.log)\n"
+    started = cli(relay, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"removing stale pid file {relay.home.pid_file} (pid {dead.pid} is not running)" \
+        in started.stderr
+    assert pid_of(relay) != dead.pid
+
+
+def test_unreadable_pid_file_status_cannot_tell(relay):
+    with open(relay.home.pid_file, "w") as f:
+        f.write("not a pid")
+    result = cli(relay, "status")
+    assert (result.returncode, result.stdout) == (2, "could not read wireleap-relay status\n")
+    stop = cli(relay, "stop")
+    assert stop.returncode == 1
+    assert f"could not get pid of wireleap-relay from {relay.home.pid_file}" in stop.stderr
+    os.unlink(relay.home.pid_file)
+
+
+def test_stop_without_a_daemon(relay):
+    result = cli(relay, "stop")
+    assert result.returncode == 1
+    assert f"could not get pid of wireleap-relay from {relay.home.pid_file}: no such file" \
+        in result.stderr

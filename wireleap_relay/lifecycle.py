@@ -1,0 +1,139 @@
+"""Daemon control from the command line: background `start`, `stop`, `restart`, `status`
+(operations.md §3.3–3.7).
+
+Unlike the Go relay, whose background `start` reports success if the child is still alive
+after 2 seconds, `start` here returns only once the daemon is really serving (it writes its
+pid file after it is listening) or has failed, and then prints why. A stale pid file is
+cleared instead of blocking `start` or failing `stop`.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from wireleap_relay import pidfile
+from wireleap_relay.daemon import STOP_GRACE
+from wireleap_relay.home import BINARY_NAME, Home
+
+START_TIMEOUT = 90.0  # contract lookups may retry for a while before the relay listens
+STOP_TIMEOUT = STOP_GRACE + 5.0  # the daemon drains streams for up to STOP_GRACE first
+POLL = 0.05
+
+EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2
+
+
+def own_command() -> list[str]:
+    """How to run this very relay again: the .pyz or script itself, or the package."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not argv0 or os.path.basename(argv0) == "__main__.py":
+        return [sys.executable, "-m", "wireleap_relay"]
+    return [sys.executable, os.path.realpath(argv0)]
+
+
+def running_pid(home: Home, say: Callable[[str], None]) -> int | None:
+    """The live daemon's pid; a stale pid file is removed. Raises PidFileError."""
+    pid = pidfile.read(home.pid_file)
+    if pid is not None and not pidfile.alive(pid):
+        say(f"removing stale pid file {home.pid_file} (pid {pid} is not running)")
+        pidfile.remove(home.pid_file, pid)
+        return None
+    return pid
+
+
+def start(home: Home, say: Callable[[str], None]) -> int:
+    if running_pid(home, say) is not None:
+        say(f"{BINARY_NAME} daemon is already running!")
+        return 1
+    with open(home.log_file, "ab") as log:
+        offset = log.tell()
+        child = subprocess.Popen(own_command() + ["start", "--fg"], stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=log, close_fds=True,
+                                 start_new_session=True)
+    say(f"starting {BINARY_NAME} with pid {child.pid}, writing to {home.log_file}...")
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            say(f"{BINARY_NAME} is not running, {home.log_file} follows:")
+            sys.stdout.write(_log_since(home.log_file, offset))
+            return 1
+        if _pid_or_none(home) == child.pid:
+            say(f"successfully spawned {BINARY_NAME} with pid {child.pid}, "
+                f"writing to {home.log_file}")
+            return 0
+        time.sleep(POLL)
+    child.kill()
+    say(f"{BINARY_NAME} did not come up within {START_TIMEOUT:g}s, {home.log_file} "
+        "follows:")
+    sys.stdout.write(_log_since(home.log_file, offset))
+    return 1
+
+
+def stop(home: Home, say: Callable[[str], None]) -> int:
+    try:
+        pid = pidfile.read(home.pid_file)
+    except pidfile.PidFileError as exc:
+        say(f"could not get pid of {BINARY_NAME} from {home.pid_file}: {exc}")
+        return 1
+    if pid is None:
+        say(f"could not get pid of {BINARY_NAME} from {home.pid_file}: no such file")
+        return 1
+    if not pidfile.alive(pid):
+        pidfile.remove(home.pid_file, pid)
+        say(f"{BINARY_NAME} was not running (removed the stale pid file of pid {pid})")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, STOP_TIMEOUT):
+        os.kill(pid, signal.SIGKILL)
+        if not _wait_gone(pid, 5.0):
+            say(f"timed out waiting for {BINARY_NAME} (pid {pid}) to shut down -- "
+                "process still alive!")
+            return 1
+    pidfile.remove(home.pid_file, pid)
+    say(f"stopped {BINARY_NAME} daemon (was pid {pid})")
+    return 0
+
+
+def restart(home: Home, say: Callable[[str], None]) -> int:
+    if os.path.exists(home.pid_file):
+        code = stop(home, say)
+        if code:
+            return code
+    return start(home, say)
+
+
+def status(home: Home) -> tuple[int, str]:
+    try:
+        pid = pidfile.read(home.pid_file)
+    except pidfile.PidFileError:
+        return EXIT_UNKNOWN, f"could not read {BINARY_NAME} status"
+    if pid is None:
+        return EXIT_NOT_RUNNING, f"{BINARY_NAME} is not running"
+    if not pidfile.alive(pid):
+        return EXIT_NOT_RUNNING, (f"{BINARY_NAME} is not running (might have crashed, "
+                                  f"see {BINARY_NAME}.log)")
+    return EXIT_RUNNING, f"{BINARY_NAME} is running, pid {pid}"
+
+
+def _pid_or_none(home: Home) -> int | None:
+    try:
+        return pidfile.read(home.pid_file)
+    except pidfile.PidFileError:
+        return None  # being replaced right now
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pidfile.alive(pid):
+            return True
+        time.sleep(POLL)
+    return False
+
+
+def _log_since(path: str, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
