@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from docopt import DocoptExit, docopt
 
 from wireleap_relay import config, daemon, home, identity, lifecycle, version
+from wireleap_relay.contract import payout
 
 log = logging.getLogger("wireleap_relay")
 
@@ -90,6 +91,40 @@ def cmd_status(args: dict) -> int:
     return code
 
 
+def cmd_balance(args: dict) -> int:
+    where = home.current()
+    try:
+        urls = payout.contract_urls(where.config)
+        if args["--contract"]:
+            urls = [args["--contract"]]  # need not be in the config
+        else:
+            log.info("no contract specified, listing balance for all contracts...")
+        client = payout.make_client(identity.load(where))
+        # Each contract in turn (Go's loop queried the same one every time).
+        for url in urls:
+            print(payout.render(payout.balance(client, url)), flush=True)
+    except (payout.PayoutError, identity.IdentityError) as exc:
+        log.error("%s", exc)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_withdraw(args: dict) -> int:
+    where = home.current()
+    try:
+        payout.contract_urls(where.config)  # unused, but Go refuses to go on without it
+        for name in ("contract", "destination", "amount"):
+            if not args[f"--{name}"]:
+                raise payout.PayoutError(f"{name} has to be set")
+        client = payout.make_client(identity.load(where))
+        print(payout.withdraw(client, args["--contract"], args["--destination"],
+                              args["--amount"]))
+    except (payout.PayoutError, identity.IdentityError) as exc:
+        log.error("%s", exc)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def cmd_version(args: dict) -> int:
     lines = version.verbose_lines() if args["-v"] else [version.software_version()]
     print("\n".join(lines))
@@ -109,6 +144,13 @@ COMMANDS: tuple[Command, ...] = (
                   "  1     wireleap-relay is not running\n"
                   "  2     could not tell if wireleap-relay is running or not\n"),
     Command("check-config", "Validate wireleap-relay config file", cmd_check_config),
+    # Option texts as operations.md §1.4 shows them; docopt reads "string" as the argument.
+    Command("balance", "Show balance, pending sharetokens and last withdrawal", cmd_balance,
+            options=(("--contract string", "Service contract URL"),)),
+    Command("withdraw", "Withdraw available funds from balance", cmd_withdraw,
+            options=(("--amount string", "Withdraw given amount from the balance"),
+                     ("--contract string", "Service contract URL"),
+                     ("--destination string", "Withdraw to this destination"))),
     Command("version", "Show version and exit", cmd_version,
             options=(("-v", "show verbose output"),)),
 )
@@ -127,14 +169,23 @@ def _find(name: str) -> Command | None:
 
 
 def _go_style_flags(argv: list[str], command: Command) -> list[str]:
-    """Accept the Go flag spellings older scripts use: `-fg`, `--fg=true`, `--fg=false`."""
+    """Accept the Go flag spellings older scripts use: `-fg`, `--fg=true`, `--fg=false`,
+    `-contract URL`."""
     booleans = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " not in opt}
+    strings = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " in opt}
     out = []
+    is_value = False  # the argument of a string option, e.g. "-3" in `--amount -3`
     for arg in argv:
-        name, _, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name in booleans and value in ("", "true", "false"):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if is_value:
+            out.append(arg)
+            is_value = False
+        elif arg.startswith("-") and name in booleans and value in ("", "true", "false"):
             if value != "false":
                 out.append(("-" if len(name) == 1 else "--") + name)
+        elif arg.startswith("-") and name in strings:
+            out.append("--" + arg.lstrip("-"))
+            is_value = not eq
         else:
             out.append(arg)
     return out

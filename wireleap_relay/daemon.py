@@ -1,5 +1,5 @@
-"""The relay process in the foreground (`start --fg`): load everything, serve, and stop
-cleanly on SIGTERM or SIGINT."""
+"""The relay process in the foreground (`start --fg`): load everything, listen, enroll,
+serve, send heartbeats and submit sharetokens, and stop cleanly on SIGTERM or SIGINT."""
 
 import logging
 import os
@@ -10,16 +10,24 @@ import gevent
 import gevent.event
 
 from wireleap_relay import config, duration, identity, pidfile
-from wireleap_relay.contract import info as contract_info
-from wireleap_relay.contract.client import ControlError, SignedClient
+from wireleap_relay.contract.client import SignedClient
+from wireleap_relay.contract.manager import (
+    HEARTBEAT_INTERVAL,
+    ContractManager,
+    EnrollmentFailed,
+    upgrade_notice_logger,
+)
 from wireleap_relay.home import Home
 from wireleap_relay.relay import dialer, tls, tunnel
 from wireleap_relay.relay.server import RelayServer, listen
 from wireleap_relay.tokens.store import TokenStore
+from wireleap_relay.tokens.submitter import Submitter
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 10.0  # seconds running streams get to finish on a graceful stop
+# Test-only: Go's heartbeat interval is a fixed 5 minutes.
+HEARTBEAT_ENV = "WIRELEAP_HEARTBEAT_INTERVAL"
 
 
 class Fatal(Exception):
@@ -39,16 +47,6 @@ def build_context(home: Home, cfg: config.Config, ident: identity.Identity,
     )
 
 
-def load_contracts(client: SignedClient, cfg: config.Config) -> tunnel.ContractGate:
-    pubkeys = {}
-    for url in cfg.contracts:
-        try:
-            pubkeys[contract_info.fetch(client, url).pubkey] = url
-        except ControlError as exc:
-            raise Fatal(f"could not get pubkey for {url}: {exc}") from exc
-    return tunnel.ContractGate(pubkeys)
-
-
 def run_foreground(home: Home) -> int:
     _refuse_second_daemon(home)
     try:
@@ -62,23 +60,48 @@ def run_foreground(home: Home) -> int:
     except identity.IdentityError as exc:
         raise Fatal(str(exc)) from exc
     raise_open_files_limit()
-    contracts = load_contracts(SignedClient(ident), cfg)
+    client = SignedClient(ident)
+    manager = ContractManager(client, cfg, home.root)
+    try:
+        manager.load()
+    except EnrollmentFailed as exc:
+        raise Fatal(str(exc)) from exc
     try:
         tls_context = tls.server_context(home.tls_cert, home.tls_key)
         listener = listen(*cfg.listen_host_port)
     except OSError as exc:
         raise Fatal(f"could not listen on {cfg.address}: {exc}") from exc
-    server = RelayServer(listener, tls_context, build_context(home, cfg, ident, contracts))
+    server = RelayServer(listener, tls_context, build_context(home, cfg, ident, manager))
     server.start()
     log.info("Listening for H/2 requests on https://%s", cfg.address)
-    # Written once listening: `start` takes the pid file as the sign that the relay is up.
+    try:
+        manager.enroll_all()
+    except EnrollmentFailed as exc:
+        server.stop(grace=0)
+        raise Fatal(str(exc)) from exc
+    # Written once listening and enrolled: `start` takes it as the sign the relay is up.
     pidfile.write(home.pid_file, os.getpid())
+    background = [gevent.spawn(manager.run_heartbeats, _heartbeat_interval(),
+                               upgrade_notice_logger(home.root, cfg.auto_upgrade))]
+    if cfg.auto_submit_interval > 0:
+        submitter = Submitter(TokenStore(home.sharetokens), client, lambda: manager.urls,
+                              duration.seconds(cfg.auto_submit_interval),
+                              home.path(cfg.archive_dir) if cfg.archive_dir else None)
+        background.append(gevent.spawn(submitter.run))
+        log.info("sharetoken submission every %s", duration.format(cfg.auto_submit_interval))
     signum = wait_for_stop_signal()
     log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
     log.info("gracefully shutting down...")
+    server.stop_accepting()
+    gevent.killall(background)
+    manager.disenroll_all()
     server.stop(grace=STOP_GRACE)
     pidfile.remove(home.pid_file, os.getpid())
     return 128 + signum
+
+
+def _heartbeat_interval() -> float:
+    return float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_INTERVAL))
 
 
 def _refuse_second_daemon(home: Home) -> None:
@@ -108,4 +131,3 @@ def raise_open_files_limit() -> None:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     log.info("open files limit: soft %d (was %d), hard %d", hard, soft, hard)
-

@@ -15,7 +15,7 @@ class ContractInfo:
 
 
 def fetch(client: SignedClient, url: str) -> ContractInfo:
-    info = client.request("GET", url + "/info")
+    info = client.perform("GET", url + "/info")
     try:
         pubkey = b64.decode(info["pubkey"])
         if len(pubkey) != 32:

@@ -47,9 +47,12 @@ class RelayServer:
         """New streams use the new context; running ones keep theirs."""
         self.context = context
 
+    def stop_accepting(self) -> None:
+        self._server.close()
+
     def stop(self, grace: float) -> None:
         """Stop accepting, let running streams finish up to `grace` seconds, then close."""
-        self._server.stop(timeout=0)
+        self.stop_accepting()
         self.tunnels.join(timeout=grace)
         for conn in list(self.connections):
             conn.close()

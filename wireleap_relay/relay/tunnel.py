@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import gevent
 
@@ -21,7 +22,7 @@ from wireleap_relay.relay import dialer
 from wireleap_relay.relay.errors import Refused, SpliceFailed, SpliceTimeout, StreamFailure
 from wireleap_relay.relay.h2conn import ServerStream, StreamClosed
 from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
-from wireleap_relay.wire import b64, payload, sharetoken
+from wireleap_relay.wire import payload, sharetoken
 from wireleap_relay.wire.status import ORIGIN_TARGET, Status, method_not_allowed_body, pong_body
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,14 @@ SUCCESS_HEADERS = [(":status", "200"), ("trailer", "wl-status"),
 TEXT = "text/plain; charset=utf-8"
 
 
-class ContractGate:
-    """Which service contracts this relay serves right now, by contract public key."""
-
-    def __init__(self, pubkeys: dict[bytes, str]):
-        self.urls = dict(pubkeys)
+class ContractGate(Protocol):
+    """Which service contracts this relay serves right now (the contract manager)."""
 
     @property
-    def trusted(self) -> set[bytes]:
-        return set(self.urls)
+    def trusted(self) -> set[bytes]: ...
 
     def check(self, contract_pk: bytes) -> None:
-        if contract_pk not in self.urls:
-            raise Refused(f"relay contract not found: {b64.encode(contract_pk)}")
+        """Raise Refused unless streams for this contract are accepted now."""
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """The init payload carried in the `wl-payload` header (wire.md §2.2, §3)."""
 
 import json
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from wireleap_relay.semver import is_semver
 from wireleap_relay.wire.gojson import FieldError, as_str, fields
 from wireleap_relay.wire.jsonenc import compact
 from wireleap_relay.wire.sharetoken import Sharetoken
@@ -14,10 +14,6 @@ ALLOWED_PROTOCOLS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6")
 ALLOWED_SCHEMES = ("wireleap", "https", "target")
 CONNECT = "CONNECT"
 PING = "PING"
-
-_SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?")
 
 
 class PayloadError(ValueError):
@@ -96,7 +92,7 @@ def parse(header: str | None) -> InitPayload:
         protocol = as_str(f.get("protocol", ""), "protocol")
         remote = Remote.parse(as_str(f["remote"], "remote")) if "remote" in f else None
         version = as_str(f["version"], "version") if "version" in f else None
-        if version is not None and not _SEMVER.fullmatch(version):
+        if version is not None and not is_semver(version):
             raise FieldError(f"version: {version!r} is not a semantic version")
         token = Sharetoken.from_dict(f["token"]) if "token" in f and command != PING else None
     except FieldError as exc:
