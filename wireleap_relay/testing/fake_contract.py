@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class FakeApp:
 
     def __init__(self, store: FakeStore, settings: FakeSettings, base_url: str) -> None:
         self.store = store
+        self.submit_delay = settings.submit_delay
         self.ledger = ContractLedger(store, settings)
         self.directory = Directory(store, settings)
         self.routes: dict[str, dict[str, Handler]] = {
@@ -96,6 +98,8 @@ class FakeApp:
         try:
             handler = self._route(request)
             _check_versions(area, request.headers)
+            if request.path == "/submit" and self.submit_delay:
+                time.sleep(self.submit_delay)  # outside the lock: slow, not serialised
             with self.store.lock:
                 reply = handler(request)
         except FakeError as err:
@@ -341,6 +345,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-withdrawal", type=int, default=1)
     p.add_argument("--max-withdrawal", type=int, default=100000)
     p.add_argument("--withdrawal-delay", type=int, default=0, metavar="SECONDS")
+    p.add_argument("--submit-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="answer every /submit this much later (a slow contract)")
     p.add_argument("--relay-ttl", type=int, default=900, metavar="SECONDS")
     p.add_argument("--no-challenge", action="store_true", help="enroll without bcrypt PoW")
     p.add_argument("--challenge-cost", type=int, default=4)
@@ -362,7 +368,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         keys.setdefault(role, []).append(key)
     settings = {name: getattr(args, name) for name in (
         "servicekey_duration", "submission_window", "servicekey_value", "currency",
-        "fee_percent", "min_withdrawal", "max_withdrawal", "withdrawal_delay", "relay_ttl",
+        "fee_percent", "min_withdrawal", "max_withdrawal", "withdrawal_delay", "submit_delay",
+        "relay_ttl",
         "challenge_cost", "upgrade_version")}
     settings.update(challenge=not args.no_challenge, enrollment_keys=keys)
     for name in ("contract_seed", "directory_seed"):

@@ -86,6 +86,7 @@ class FakeSettings:
     min_withdrawal: int = 1
     max_withdrawal: int = 100000
     withdrawal_delay: int = 0
+    submit_delay: float = 0.0  # seconds each /submit takes, to play a slow contract
     relay_ttl: int = 900
     challenge: bool = True
     challenge_cost: int = 4

@@ -60,30 +60,37 @@ class RelayProcess:
 
     relay: RelayHome
     command: list[str] | None = None  # default: this source tree's relay
+    env: dict[str, str] | None = None  # added to this process's environment
     proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "RelayProcess":
-        env = dict(os.environ, **{HOME_ENV: self.relay.home.root})
+        env = dict(os.environ, **(self.env or {}), **{HOME_ENV: self.relay.home.root})
         log = open(self.relay.home.log_file, "ab")
         command = self.command or [sys.executable, "-m", "wireleap_relay"]
         self.proc = subprocess.Popen(command + ["start", "--fg"], env=env,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
-        self.wait_listening(timeout)
+        self.wait_ready(timeout)
         return self
 
-    def wait_listening(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float) -> None:
+        """Until the relay is listening and enrolled, which its pid file says."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"relay {self.relay.home.root} exited with "
                                    f"{self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.relay.port), timeout=1).close()
+            if self._pid_file() == str(self.proc.pid):
                 return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"relay {self.relay.home.root} is not listening after {timeout}s")
+            time.sleep(0.05)
+        raise TimeoutError(f"relay {self.relay.home.root} is not ready after {timeout}s")
+
+    def _pid_file(self) -> str | None:
+        try:
+            with open(self.relay.home.pid_file) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
 
     def log_text(self) -> str:
         with open(self.relay.home.log_file, errors="replace") as f:
