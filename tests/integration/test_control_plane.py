@@ -112,7 +112,9 @@ def test_contract_down_at_start_is_a_clear_failure(tmp_path, procs):
     proc = start_relay(tmp_path, procs, [down])
     result = cli(proc.relay, "start")
     assert result.returncode == 1
-    assert f"could not get pubkey for {down}: GET {down}/info" in result.stdout
+    assert f"could not get pubkey for {down}: could not get contract info from {down}/info: " \
+        in result.stdout
+    assert f"client: error performing GET {down}/info: " in result.stdout
     assert "on try 1 of 3" in result.stdout and "on try 2 of 3" in result.stdout
 
 
@@ -191,10 +193,15 @@ def test_money_path_tokens_submitted_archived_and_settled(tmp_path, fakes, procs
     assert set(fake.snapshot()["submissions"].values()) == {1}
     requests.post(fake.url + "/_fake/clock", json={"offset": 700}, timeout=10)
     balance = cli(proc.relay, "balance")
-    if balance.returncode == 0:  # the balance command prints what the contract settled
-        assert '"available": 95' in balance.stdout
-    state = fake.snapshot()
-    assert state["balances"][b64.encode(proc.relay.pubkey)]["value"] == "95"
+    assert balance.returncode == 0, balance.stderr
+    assert json.loads(balance.stdout)["balance"]["available"] == 95
+    withdrawn = cli(proc.relay, "withdraw", "--contract", fake.url, "--destination",
+                    "acct_test", "--amount", "40")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    assert json.loads(withdrawn.stdout)["amount"] == 40
+    after = json.loads(cli(proc.relay, "balance").stdout)
+    assert after["balance"]["available"] == 55
+    assert after["withdrawal"]["amount"] == 40
 
 
 def test_contract_down_for_a_while_then_every_token_arrives(tmp_path, fakes, procs,

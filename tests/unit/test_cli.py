@@ -24,6 +24,8 @@ Commands:
   restart         Restart wireleap-relay daemon
   status          Report wireleap-relay daemon status
   check-config    Validate wireleap-relay config file
+  balance         Show balance, pending sharetokens and last withdrawal
+  withdraw        Withdraw available funds from balance
   version         Show version and exit
 
 Run 'wireleap-relay help COMMAND' for more information on a command.
@@ -72,7 +74,7 @@ def snapshot(home):
 
 def test_top_usage_layout():
     lines = [line for line in TOP_USAGE.splitlines() if line.startswith("  ")]
-    assert len(lines) == 8
+    assert len(lines) == 10
     for line in lines:
         assert line[18] != " " and line[17] == " "  # descriptions start at column 19
 
@@ -107,6 +109,16 @@ def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
                "  2     could not tell if wireleap-relay is running or not\n"),
     ("version", "Usage: wireleap-relay version [options]\n\nShow version and exit\n\n"
                 "Options:\n  -v  show verbose output\n"),
+    # operations.md §1.4, verbatim.
+    ("balance", "Usage: wireleap-relay balance [options]\n\n"
+                "Show balance, pending sharetokens and last withdrawal\n\n"
+                "Options:\n  --contract string  Service contract URL\n"),
+    ("withdraw", "Usage: wireleap-relay withdraw [options]\n\n"
+                 "Withdraw available funds from balance\n\n"
+                 "Options:\n"
+                 "  --amount string       Withdraw given amount from the balance\n"
+                 "  --contract string     Service contract URL\n"
+                 "  --destination string  Withdraw to this destination\n"),
 ])
 def test_help_command(tmp_path, monkeypatch, capsys, command, text):
     result = run_here(tmp_path, monkeypatch, capsys, "help", command)

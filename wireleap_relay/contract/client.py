@@ -102,18 +102,17 @@ class SignedClient:
             resp = self.session.request(method, url, data=body, headers=headers,
                                         timeout=self.timeout)
         except requests.RequestException as exc:
-            raise ControlError(f"{method} {url}: {exc}") from exc
+            raise ControlError(str(exc)) from exc
         _check_versions(resp, interfaces)
         if not 200 <= resp.status_code < 300:
             status = _status_of(resp)
-            raise ControlError(f"{method} {url}: {status.to_json()}", status)
+            raise ControlError(status.to_json(), status)
         if not resp.content:
             return Answer(resp.status_code, dict(resp.headers), None)
         try:
             return Answer(resp.status_code, dict(resp.headers), resp.json())
         except ValueError as exc:
-            raise ControlError(f"{method} {url}: answer is not JSON: {resp.text[:200]!r}") \
-                from exc
+            raise ControlError(f"answer is not JSON: {resp.text[:200]!r}") from exc
 
 
 def new_idempotency_key() -> str:

@@ -15,7 +15,11 @@ class ContractInfo:
 
 
 def fetch(client: SignedClient, url: str) -> ContractInfo:
-    info = client.perform("GET", url + "/info")
+    try:
+        info = client.perform("GET", url + "/info")
+    except ControlError as exc:
+        raise ControlError(f"could not get contract info from {url}/info: {exc}",
+                           exc.status) from exc
     try:
         pubkey = b64.decode(info["pubkey"])
         if len(pubkey) != 32:
