@@ -56,6 +56,21 @@ def _unlink(path: str) -> None:
         pass
 
 
+def ensure_dir(folder: str, mode: int = 0o755) -> None:
+    """Create `folder` and missing parents durably: each new entry is fsynced in its parent,
+    or a crash could lose a file written inside the new folder."""
+    if os.path.isdir(folder):
+        return
+    parent = os.path.dirname(folder.rstrip("/"))
+    if parent and parent != folder:
+        ensure_dir(parent, mode)
+    try:
+        os.mkdir(folder, mode)
+    except FileExistsError:
+        return
+    fsync_dir(parent or ".")
+
+
 def fsync_dir(folder: str) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -9,7 +9,10 @@ made to exactly the addresses that were checked, so `LOCALHOST`, `127.1`,
 import errno
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
+
+import gevent
 
 from wireleap_relay.relay.errors import DialFailed, DialTimeout, Refused
 from wireleap_relay.wire.payload import Remote
@@ -44,37 +47,49 @@ def _forbidden_literal(host: str) -> bool:
 
 
 def dial(remote: Remote, protocol: str, policy: DialPolicy) -> socket.socket:
-    """Resolve, check and connect. Raises Refused, DialTimeout or DialFailed."""
+    """Resolve, check and connect, all within the dial timeout, as Go counts the lookup in
+    it. Raises Refused, DialTimeout or DialFailed."""
     target = remote.is_target
     host = remote.hostname
     refused = Refused(f"loopback address '{host}' requested, refusing to dial", target)
-    if not policy.allow_loopback and (forbidden_name(host) or _forbidden_literal(host)):
+    if not policy.allow_loopback and forbidden_name(host):
         raise refused
-    network = protocol.rstrip("46")
+    if not policy.allow_loopback and _forbidden_literal(host):
+        raise refused
     if remote.port is None:
         raise DialFailed(f"dial {protocol}: address {host}: missing port in address", target)
-    family = _FAMILIES.get(protocol[-1], socket.AF_UNSPEC)
-    kind = socket.SOCK_STREAM if network == "tcp" else socket.SOCK_DGRAM
-    try:
-        infos = socket.getaddrinfo(host, remote.port, family, kind)
-    except socket.gaierror:
-        raise DialFailed(f"dial {protocol}: lookup {host}: no such host", target) from None
+    deadline = time.monotonic() + policy.timeout
+    infos = _resolve(host, remote.port, protocol, policy.timeout, target)
     if not policy.allow_loopback and any(forbidden_address(i[4][0]) for i in infos):
         raise refused
-    return _connect(infos, protocol, remote.hostport, policy.timeout, target)
+    return _connect(infos, protocol, remote.hostport, deadline, target)
 
 
-def _connect(infos: list, protocol: str, hostport: str, timeout: float,
+def _resolve(host: str, port: int, protocol: str, timeout: float, target: bool) -> list:
+    family = _FAMILIES.get(protocol[-1], socket.AF_UNSPEC)
+    kind = socket.SOCK_STREAM if protocol.startswith("tcp") else socket.SOCK_DGRAM
+    try:
+        with gevent.Timeout(timeout, DialTimeout(f"dial {protocol}: lookup {host}: i/o timeout",
+                                                 target)):
+            return socket.getaddrinfo(host, port, family, kind)
+    except (socket.gaierror, UnicodeError, ValueError):
+        # UnicodeError: names the IDNA codec refuses, such as "a..b".
+        raise DialFailed(f"dial {protocol}: lookup {host}: no such host", target) from None
+
+
+def _connect(infos: list, protocol: str, hostport: str, deadline: float,
              target: bool) -> socket.socket:
+    """Try each resolved address in turn within one overall deadline (a blackholed IPv6
+    address still leaves time for the IPv4 one)."""
     last: OSError | None = None
-    for fam, kind, proto, _, sockaddr in infos:
+    for i, (fam, kind, proto, _, sockaddr) in enumerate(infos):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
         sock = socket.socket(fam, kind, proto)
-        sock.settimeout(timeout)
+        sock.settimeout(remaining / (len(infos) - i))  # leave the others their share
         try:
             sock.connect(sockaddr)
-        except TimeoutError:
-            sock.close()
-            raise DialTimeout(f"dial {protocol} {hostport}: i/o timeout", target) from None
         except OSError as exc:
             sock.close()
             last = exc
@@ -83,13 +98,12 @@ def _connect(infos: list, protocol: str, hostport: str, timeout: float,
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
-    reason = _go_errno_text(last)
-    raise DialFailed(f"dial {protocol} {hostport}: connect: {reason}", target)
+    if last is None or isinstance(last, TimeoutError):
+        raise DialTimeout(f"dial {protocol} {hostport}: i/o timeout", target)
+    raise DialFailed(f"dial {protocol} {hostport}: connect: {_go_errno_text(last)}", target)
 
 
-def _go_errno_text(exc: OSError | None) -> str:
-    if exc is None or exc.errno is None:
-        return str(exc)
+def _go_errno_text(exc: OSError) -> str:
     if exc.errno == errno.ECONNREFUSED:
         return "connection refused"
     return (exc.strerror or str(exc)).lower()

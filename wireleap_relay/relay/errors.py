@@ -8,10 +8,12 @@ fills in the concrete origin (the literal "target" or the relay's public key).
 class StreamFailure(Exception):
     code = 400
 
-    def __init__(self, description: str, origin_is_target: bool = False):
+    def __init__(self, description: str, origin_is_target: bool = False,
+                 mentions_target: bool = False):
         super().__init__(description)
         self.description = description
         self.origin_is_target = origin_is_target
+        self.mentions_target = mentions_target  # quotes a remote that may be a target
 
 
 class Refused(StreamFailure):

@@ -31,8 +31,15 @@ STREAM_WINDOW = 1 << 20
 MAX_FRAME_SIZE = 1 << 20
 MAX_CONCURRENT_STREAMS = 250
 MAX_HEADER_LIST_SIZE = 1048896
-MAX_WINDOW = 2**31 - 1
+# Far more than one stream's window, so a few stalled streams cannot starve the others, yet
+# a bound on what one connection can make the relay buffer.
+CONNECTION_WINDOW = 16 * STREAM_WINDOW
 READ_SIZE = 256 * 1024
+WRITE_TIMEOUT = 60.0  # a peer that reads nothing for this long loses its connection
+# Past this many queued DATA frames, small ones are merged: a flood of 1-byte frames must
+# not cost a tuple each. Real clients never get here (UDP sends one datagram per stream).
+MAX_QUEUED_FRAMES = 64
+MERGE_BELOW = 16 * 1024
 
 
 class StreamClosed(Exception):
@@ -49,6 +56,7 @@ class ServerStream:
         self._inbound: deque[tuple[bytes, int]] = deque()
         self._readable = gevent.event.Event()
         self._window = gevent.event.Event()
+        self.gone = gevent.event.Event()  # set once the peer reset or the connection died
         self.client_done = False  # END_STREAM received: the client sends no more
         self.reset = False  # RST_STREAM received or connection lost
         self.headers_sent = False
@@ -58,7 +66,11 @@ class ServerStream:
     # --- filled in by the reader ---------------------------------------------------------
 
     def _on_data(self, data: bytes, flow_len: int) -> None:
-        self._inbound.append((data, flow_len))
+        if len(self._inbound) >= MAX_QUEUED_FRAMES and len(self._inbound[-1][0]) < MERGE_BELOW:
+            last, last_len = self._inbound.pop()
+            self._inbound.append((last + data, last_len + flow_len))
+        else:
+            self._inbound.append((data, flow_len))
         self._readable.set()
 
     def _on_end(self) -> None:
@@ -67,6 +79,7 @@ class ServerStream:
 
     def _on_reset(self) -> None:
         self.reset = True
+        self.gone.set()
         self._readable.set()
         self._window.set()
 
@@ -102,8 +115,11 @@ class ServerStream:
             self._readable.wait()
 
     def consumed(self, flow_len: int) -> None:
+        """Hand `flow_len` bytes of window back to the peer. Also for bytes that could not
+        be delivered: the connection window must never shrink for good."""
         if flow_len:
-            self.conn.call(lambda c: c.acknowledge_received_data(flow_len, self.id))
+            self.conn.call(lambda c: c.acknowledge_received_data(flow_len, self.id),
+                           ignore_closed=True)
 
     def respond(self, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
         self.headers_sent = True
@@ -146,13 +162,14 @@ class ServerStream:
         self._release()
 
     def _release(self) -> None:
-        """Hand back the window of bytes that were received but never consumed."""
+        """Hand back the window of bytes that were received but never consumed. Forgotten
+        first, so DATA arriving from now on is acknowledged by the reader itself."""
+        self.conn.forget(self.id)
         leftover = sum(n for _, n in self._inbound)
         self._inbound.clear()
         if leftover:
             self.conn.call(lambda c: c.acknowledge_received_data(leftover, self.id),
                            ignore_closed=True)
-        self.conn.forget(self.id)
 
 
 class H2ServerConnection:
@@ -163,7 +180,7 @@ class H2ServerConnection:
         self._lock = gevent.lock.Semaphore()
         self._dead = False
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding="utf-8"))
+            client_side=False, header_encoding=None))
 
     def call(self, action: Callable[[h2.connection.H2Connection], object],
              ignore_closed: bool = False) -> object:
@@ -186,8 +203,9 @@ class H2ServerConnection:
         data = self.h2.data_to_send()
         if data:
             try:
-                self.sock.sendall(data)
-            except OSError:
+                with gevent.Timeout(WRITE_TIMEOUT):
+                    self.sock.sendall(data)
+            except (OSError, gevent.Timeout):
                 self._die()
 
     def forget(self, stream_id: int) -> None:
@@ -205,7 +223,7 @@ class H2ServerConnection:
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
             })
-            c.increment_flow_control_window(MAX_WINDOW - c.inbound_flow_control_window)
+            c.increment_flow_control_window(CONNECTION_WINDOW - c.inbound_flow_control_window)
 
         try:
             self.call(start)
@@ -228,7 +246,7 @@ class H2ServerConnection:
         with self._lock:
             try:
                 events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError as exc:
+            except (h2.exceptions.ProtocolError, ValueError) as exc:
                 log.debug("closing connection on protocol error: %s", exc)
                 events = None
             self._flush()  # acknowledgements, or the GOAWAY h2 queued for an error
@@ -236,7 +254,7 @@ class H2ServerConnection:
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            stream = ServerStream(self, event.stream_id, dict(event.headers))
+            stream = ServerStream(self, event.stream_id, _decode_headers(event.headers))
             self.streams[event.stream_id] = stream
             if event.stream_ended:
                 stream._on_end()
@@ -278,7 +296,20 @@ class H2ServerConnection:
             pass
 
     def close(self) -> None:
-        """Say goodbye to the peer and drop the connection."""
-        self.call(lambda c: c.close_connection(), ignore_closed=True)
+        """Say goodbye to the peer (unless a stuck write holds the lock) and drop it."""
+        if self._lock.acquire(timeout=1.0):
+            try:
+                if not self._dead:
+                    self.h2.close_connection()
+                    self._flush()
+            finally:
+                self._lock.release()
         self._die()
+
+
+def _decode_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header bytes as text without ever failing: a stray non-UTF-8 byte must cost only
+    its own stream (a 400 later), never the connection it shares with others."""
+    return {name.decode("latin-1"): value.decode("utf-8", "replace")
+            for name, value in headers}
 

@@ -7,6 +7,7 @@ payloads get a 400 status instead of a crashed stream (§7.6); failures reach th
 a `wl-status` trailer (the 0.6.0 way) and clean ends as END_STREAM, never INTERNAL_ERROR.
 """
 
+import functools
 import logging
 import socket
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import gevent
+from gevent.threadpool import ThreadPool
 
 from wireleap_relay import duration
 from wireleap_relay.identity import Identity
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 SUCCESS_HEADERS = [(":status", "200"), ("trailer", "wl-status"),
                    ("content-type", "application/octet-stream")]
 TEXT = "text/plain; charset=utf-8"
+STORE_THREADS = 4
 
 
 class ContractGate(Protocol):
@@ -84,7 +87,7 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> None:
             return
         payload.check_connect(init)
     except payload.PayloadError as exc:
-        raise Refused(str(exc)) from None
+        raise Refused(str(exc), mentions_target=exc.mentions_remote) from None
     token = init.token
     ctx.contracts.check(token.contract.public_key)
     try:
@@ -104,6 +107,11 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> None:
         sock.close()
 
 
+@functools.cache
+def _store_pool() -> ThreadPool:
+    return ThreadPool(STORE_THREADS)
+
+
 def _pong(stream: ServerStream, ctx: RelayContext) -> None:
     stream.respond([(":status", "200"), ("trailer", "wl-status"), ("content-type", TEXT)])
     stream.send(pong_body(ctx.identity.public_key_b64))
@@ -111,10 +119,10 @@ def _pong(stream: ServerStream, ctx: RelayContext) -> None:
 
 
 def _store(store: TokenStore, token: sharetoken.Sharetoken) -> None:
-    """Durable before the dial. fsync blocks, so it runs in gevent's thread pool and the
-    other streams keep moving meanwhile."""
+    """Durable before the dial. fsync blocks, so it runs in a thread pool of its own (not
+    the hub's, which DNS lookups share) and the other streams keep moving meanwhile."""
     try:
-        gevent.get_hub().threadpool.apply(store.accept, (token,))
+        _store_pool().apply(store.accept, (token,))
     except DuplicateSharetoken as exc:
         raise Refused(str(exc)) from None
     except OSError as exc:
@@ -128,14 +136,17 @@ def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, udp: b
     half-close, as in the Go relay (wire.md §5.2)."""
     up = gevent.spawn(_pump, _client_to_remote, stream, sock, ctx.bufsize, udp)
     down = gevent.spawn(_pump, _remote_to_client, stream, sock, ctx.bufsize, udp)
-    finished = gevent.wait([up, down], count=1, timeout=ctx.maxtime or None)
+    # The peer resetting the stream ends the splice even while both pumps are blocked on
+    # the remote (one writing to a remote that reads nothing, one reading from it).
+    finished = gevent.wait([up, down, stream.gone], count=1, timeout=ctx.maxtime or None)
     stream.cancel()
     _close_quietly(sock)
     gevent.joinall([up, down])
     if not finished:
         limit = duration.format(int(ctx.maxtime * duration.SECOND))
         raise SpliceTimeout(f"connection reached maxtime ({limit})", origin_is_target)
-    error = finished[0].value
+    first = finished[0]
+    error = first.value if isinstance(first, gevent.Greenlet) else None
     if error is None or isinstance(error, StreamClosed):
         _ensure_headers(stream)
         stream.finish()
@@ -162,13 +173,15 @@ def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
         if chunk is None:
             return
         data, flow_len = chunk
-        if udp:
-            # One DATA frame becomes one datagram, split at bufsize like Go's reads.
-            for start in range(0, len(data), bufsize):
-                sock.send(data[start:start + bufsize])
-        else:
-            sock.sendall(data)
-        stream.consumed(flow_len)
+        try:
+            if udp:
+                # One DATA frame becomes one datagram, split at bufsize like Go's reads.
+                for start in range(0, len(data), bufsize):
+                    sock.send(data[start:start + bufsize])
+            else:
+                sock.sendall(data)
+        finally:
+            stream.consumed(flow_len)
 
 
 def _remote_to_client(stream: ServerStream, sock: socket.socket, bufsize: int,
@@ -192,8 +205,11 @@ def _ensure_headers(stream: ServerStream) -> None:
 def _fail(stream: ServerStream, ctx: RelayContext, failure: StreamFailure) -> None:
     origin = ORIGIN_TARGET if failure.origin_is_target else ctx.identity.public_key_b64
     status = Status(failure.code, failure.description, origin=origin)
+    # Descriptions can quote the client's payload: never a target address in the log, and
+    # repr() so a client cannot forge log lines.
     log.info("stream %d: %d %s", stream.id, status.code,
-             "(target error)" if failure.origin_is_target else status.description)
+             "(target error)" if failure.origin_is_target or failure.mentions_target
+             else repr(status.description))
     try:
         if not stream.headers_sent:
             stream.respond([(":status", "200"), ("trailer", "wl-status")])

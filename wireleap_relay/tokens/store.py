@@ -11,7 +11,7 @@ is configured) or definitively refused it (it is then moved to `expired/`).
 import json
 import os
 
-from wireleap_relay.fsutil import create_exclusive, fsync_dir, write_atomic
+from wireleap_relay.fsutil import create_exclusive, ensure_dir, fsync_dir, write_atomic
 from wireleap_relay.wire.sharetoken import Sharetoken
 
 # Folders common v0.3.8 keeps beside the per-contract ones; they hold no pending tokens.
@@ -35,7 +35,7 @@ class TokenStore:
     def accept(self, token: Sharetoken) -> None:
         """Store the token durably; raise DuplicateSharetoken if it was accepted before."""
         path = self.path_for(token)
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        ensure_dir(os.path.dirname(path))
         if not create_exclusive(path, token.to_json().encode(), mode=0o644):
             raise DuplicateSharetoken()
 
@@ -63,7 +63,7 @@ class TokenStore:
         pending. A crash in between leaves it in both places, never in neither."""
         token = self.load(path)
         target = self.path_for(token, archive_root)
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        ensure_dir(os.path.dirname(target))
         write_atomic(target, token.to_json().encode())
         self.remove(path)
 
@@ -71,7 +71,7 @@ class TokenStore:
         """Move a token out of pending into `<root>/<kind>/<contract>/` (v0.3.8 layout)."""
         contract = os.path.basename(os.path.dirname(path))
         folder = os.path.join(self.root, kind, contract)
-        os.makedirs(folder, mode=0o755, exist_ok=True)
+        ensure_dir(folder)
         target = os.path.join(folder, os.path.basename(path))
         os.replace(path, target)
         fsync_dir(folder)

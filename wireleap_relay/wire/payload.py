@@ -17,7 +17,12 @@ PING = "PING"
 
 
 class PayloadError(ValueError):
-    """An init payload the relay refuses with 400; the message is the wire description."""
+    """An init payload the relay refuses with 400; the message is the wire description.
+    `mentions_remote` marks messages that quote the remote, which must not be logged."""
+
+    def __init__(self, message: str, mentions_remote: bool = False):
+        super().__init__(message)
+        self.mentions_remote = mentions_remote
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class Remote:
             parts = urlsplit(text)
             port = parts.port
         except ValueError as exc:
-            raise PayloadError(f"could not parse payload header: remote {text!r}: {exc}") from exc
+            raise PayloadError(f"could not parse payload header: remote {text!r}: {exc}",
+                               mentions_remote=True) from exc
         return cls(parts.scheme, _hostname(parts.netloc), port, text)
 
 
@@ -117,7 +123,7 @@ def check_connect(payload: InitPayload) -> None:
     if payload.token is None:
         raise PayloadError("sharetoken is missing in payload")
     if not payload.remote.hostname:
-        raise PayloadError(f"remote has no host: {payload.remote.text}")
+        raise PayloadError(f"remote has no host: {payload.remote.text}", mentions_remote=True)
 
 
 def _minor(version: str) -> int:
