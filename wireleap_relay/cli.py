@@ -77,6 +77,24 @@ def cmd_start(args: dict) -> int:
         return EXIT_FAIL
 
 
+def cmd_worker(args: dict) -> int:
+    return daemon.run_worker(home.current())
+
+
+def cmd_reload(args: dict) -> int:
+    """Check the config here first, so a broken one is refused where the operator sees it
+    (the daemon checks again and keeps its running config if anything is wrong)."""
+    where = home.current()
+    try:
+        config.load(where.config)
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print("not reloading: the running relay keeps its config")
+        return EXIT_FAIL
+    return lifecycle.reload(where, log.info)
+
+
 def cmd_stop(args: dict) -> int:
     return lifecycle.stop(home.current(), log.info)
 
@@ -132,6 +150,8 @@ def cmd_version(args: dict) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
+    Command("worker", "Serve streams for the master process (internal command)", cmd_worker,
+            hidden=True),
     Command("help", "Display this help message or help on a command", lambda a: EXIT_USAGE),
     Command("init", "Generate ed25519 keypair and TLS cert/key", cmd_init,
             options=(("--force", "Replace an existing identity (changes the public key)"),)),
@@ -139,6 +159,7 @@ COMMANDS: tuple[Command, ...] = (
             options=(("--fg", "Run in foreground, don't detach"),)),
     Command("stop", "Stop wireleap-relay daemon", cmd_stop),
     Command("restart", "Restart wireleap-relay daemon", cmd_restart),
+    Command("reload", "Reload wireleap-relay daemon configuration", cmd_reload),
     Command("status", "Report wireleap-relay daemon status", cmd_status,
             extra="Exit codes:\n  0     wireleap-relay is running\n"
                   "  1     wireleap-relay is not running\n"

@@ -7,6 +7,7 @@ warnings, not errors, so a config written for a newer relay still loads.
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Config:
     timeout: int = 5 * duration.SECOND
     bufsize: int = 4096
     auto_upgrade: bool = True
+    workers: int | None = None
     allow_loopback: bool = False
     network_usage: dict = field(default_factory=dict)
     rest_api: dict = field(default_factory=dict)
@@ -59,6 +61,10 @@ class Config:
             if entry.upgrade_channel:
                 return entry.upgrade_channel
         return DEFAULT_CHANNEL
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -112,6 +118,12 @@ def _bufsize(value: Any, where: str) -> int:
     return value
 
 
+def _workers(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+        raise ValueError(f"{where}: must be a whole number from 1 to 256")
+    return value
+
+
 def _listen_address(value: Any, where: str) -> str:
     text = _string(value, where)
     try:
@@ -149,6 +161,7 @@ TOP_KEYS = (
     Key("bufsize", "bytes read per copy from a remote connection", _bufsize, default=4096),
     Key("auto_upgrade", "upgrade automatically when the directory announces a version",
         _bool, default=True),
+    Key("workers", "processes serving streams; default: one per CPU", _workers),
 )
 
 CONTRACT_KEYS = (

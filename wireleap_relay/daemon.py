@@ -1,16 +1,28 @@
-"""The relay process in the foreground (`start --fg`): load everything, listen, enroll,
-serve, send heartbeats and submit sharetokens, and stop cleanly on SIGTERM or SIGINT."""
+"""The relay daemon (`start --fg`): a master process that owns the listening socket, the
+pid file, the signals and the control plane (enrollment, heartbeats, submission), and
+worker processes that serve the streams (`workers.py`).
 
+Signals to the master: SIGTERM, SIGINT, SIGQUIT stop it gracefully; SIGUSR1 (what `reload`
+sends, as the Go relay does) and SIGHUP reload config.json. A broken config is refused and
+the running one kept.
+"""
+
+import json
 import logging
 import os
 import resource
 import signal
+import socket
+import sys
 
 import gevent
 import gevent.event
+import gevent.queue
+from gevent.fileobject import FileObjectPosix
 
 from wireleap_relay import config, duration, identity, pidfile
 from wireleap_relay.contract.client import SignedClient
+from wireleap_relay.contract.gate import Gate, GateState
 from wireleap_relay.contract.manager import (
     HEARTBEAT_INTERVAL,
     ContractManager,
@@ -20,14 +32,18 @@ from wireleap_relay.contract.manager import (
 from wireleap_relay.home import Home
 from wireleap_relay.relay import dialer, tls, tunnel
 from wireleap_relay.relay.server import RelayServer, listen
+from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
+from wireleap_relay.workers import LISTEN_FD_ENV, Supervisor
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 10.0  # seconds running streams get to finish on a graceful stop
 # Test-only: Go's heartbeat interval is a fixed 5 minutes.
 HEARTBEAT_ENV = "WIRELEAP_HEARTBEAT_INTERVAL"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
 
 
 class Fatal(Exception):
@@ -47,61 +63,156 @@ def build_context(home: Home, cfg: config.Config, ident: identity.Identity,
     )
 
 
-def run_foreground(home: Home) -> int:
-    _refuse_second_daemon(home)
+def load_config(home: Home) -> tuple[bytes, config.Config]:
+    """The config file's bytes (what workers get) and its validated model."""
     try:
-        cfg, warnings = config.load(home.config)
-    except config.ConfigError as exc:
-        raise Fatal("could not validate config file: " + "; ".join(exc.problems)) from exc
+        with open(home.config, "rb") as f:
+            raw = f.read()
+        cfg, warnings = config.parse(raw, home.config)
+    except OSError as exc:
+        raise config.ConfigError([f"{home.config}: cannot read: {exc.strerror}"]) from exc
     for warning in warnings:
         log.info("config warning: %s", warning)
-    try:
-        ident = identity.load(home)
-    except identity.IdentityError as exc:
-        raise Fatal(str(exc)) from exc
-    raise_open_files_limit()
-    client = SignedClient(ident)
-    manager = ContractManager(client, cfg, home.root)
-    try:
-        manager.load()
-    except EnrollmentFailed as exc:
-        raise Fatal(str(exc)) from exc
-    try:
-        tls_context = tls.server_context(home.tls_cert, home.tls_key)
-        listener = listen(*cfg.listen_host_port)
-    except OSError as exc:
-        raise Fatal(f"could not listen on {cfg.address}: {exc}") from exc
-    server = RelayServer(listener, tls_context, build_context(home, cfg, ident, manager))
+    return raw, cfg
+
+
+class Master:
+    def __init__(self, home: Home):
+        self.home = home
+        self.signals: gevent.queue.Queue = gevent.queue.Queue()
+        for signum in STOP_SIGNALS + RELOAD_SIGNALS:
+            gevent.signal_handler(signum, self.signals.put, signum)
+        try:
+            self.raw, self.cfg = load_config(home)
+        except config.ConfigError as exc:
+            raise Fatal("could not validate config file: " + "; ".join(exc.problems)) from exc
+        try:
+            self.ident = identity.load(home)
+        except identity.IdentityError as exc:
+            raise Fatal(str(exc)) from exc
+        self.client = SignedClient(self.ident)
+        self.manager = ContractManager(self.client, self.cfg, home.root)
+        self.background: list[gevent.Greenlet] = []
+
+    def run(self) -> int:
+        raise_open_files_limit()
+        try:
+            self.manager.load()
+            tls.server_context(self.home.tls_cert, self.home.tls_key)  # fail here, not N times
+        except EnrollmentFailed as exc:
+            raise Fatal(str(exc)) from exc
+        except OSError as exc:
+            raise Fatal(f"could not load the TLS certificate: {exc}") from exc
+        try:
+            listener = listen(*self.cfg.listen_host_port)
+        except OSError as exc:
+            raise Fatal(f"could not listen on {self.cfg.address}: {exc}") from exc
+        listener.set_inheritable(True)
+        supervisor = Supervisor(own_command(), listener, self.cfg.worker_count)
+        supervisor.start(self.raw, self.manager.gate_state())
+        log.info("Listening for H/2 requests on https://%s with %d workers", self.cfg.address,
+                 self.cfg.worker_count)
+        try:
+            self.manager.enroll_all()
+        except EnrollmentFailed as exc:
+            supervisor.stop(grace=0)
+            raise Fatal(str(exc)) from exc
+        supervisor.broadcast(self.manager.gate_state())
+        # Written once listening and enrolled: `start` takes it as the sign the relay is up.
+        pidfile.write(self.home.pid_file, os.getpid())
+        self._start_background(supervisor)
+        while True:
+            signum = self.signals.get()
+            log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
+            if signum in RELOAD_SIGNALS:
+                self.reload(supervisor)
+                continue
+            return self.stop(listener, supervisor)
+
+    def _start_background(self, supervisor: Supervisor) -> None:
+        on_upgrade = upgrade_notice_logger(self.home.root, self.cfg.auto_upgrade)
+
+        def heartbeats() -> None:
+            while True:
+                gevent.sleep(float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_INTERVAL)))
+                self.manager.heartbeat_all(on_upgrade)
+                supervisor.broadcast(self.manager.gate_state())
+
+        self.background = [gevent.spawn(heartbeats)]
+        if self.cfg.auto_submit_interval > 0:
+            archive = self.home.path(self.cfg.archive_dir) if self.cfg.archive_dir else None
+            submitter = Submitter(TokenStore(self.home.sharetokens), self.client,
+                                  lambda: self.manager.urls,
+                                  duration.seconds(self.cfg.auto_submit_interval), archive)
+            self.background.append(gevent.spawn(submitter.run))
+
+    def reload(self, supervisor: Supervisor) -> None:
+        """Re-read config.json; apply it to the contracts and give it to fresh workers.
+        Anything wrong with it keeps the running config, with the reason logged."""
+        log.info("reloading config")
+        try:
+            raw, cfg = load_config(self.home)
+            if cfg.address != self.cfg.address:
+                raise config.ConfigError([f"address: changing it ({self.cfg.address} -> "
+                                          f"{cfg.address}) needs a restart"])
+            self.manager.apply(cfg)
+        except config.ConfigError as exc:
+            log.info("could not reload config, keeping the running one: %s",
+                     "; ".join(exc.problems))
+            return
+        except EnrollmentFailed as exc:
+            log.info("could not reload config, keeping the running one: %s", exc)
+            return
+        self.raw, self.cfg = raw, cfg
+        supervisor.broadcast(self.manager.gate_state())
+        supervisor.replace_all(raw)
+        gevent.killall(self.background)
+        self._start_background(supervisor)
+        log.info("config reloaded")
+
+    def stop(self, listener, supervisor: Supervisor) -> int:
+        """Stop accepting, leave every directory, let running streams finish (each token
+        accepted was on disk before its stream was dialed), then exit."""
+        log.info("gracefully shutting down...")
+        gevent.killall(self.background)
+        supervisor.broadcast(GateState())
+        self.manager.disenroll_all()
+        supervisor.stop(grace=STOP_GRACE + 2)
+        listener.close()
+        pidfile.remove(self.home.pid_file, os.getpid())
+        log.info("stopped")
+        return 0
+
+
+def run_foreground(home: Home) -> int:
+    _refuse_second_daemon(home)
+    return Master(home).run()
+
+
+def run_worker(home: Home) -> int:
+    """A worker: serve streams on the inherited socket until told to stop or orphaned."""
+    for signum in RELOAD_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # the master reloads; workers are replaced
+    stdin = FileObjectPosix(sys.stdin.fileno(), "rb")
+    cfg, _ = config.parse(json.loads(stdin.readline())["config"].encode(), home.config)
+    gate = Gate()
+    listener = socket.socket(fileno=int(os.environ[LISTEN_FD_ENV]))
+    server = RelayServer(listener, tls.server_context(home.tls_cert, home.tls_key),
+                         build_context(home, cfg, identity.load(home), gate))
     server.start()
-    log.info("Listening for H/2 requests on https://%s", cfg.address)
-    try:
-        manager.enroll_all()
-    except EnrollmentFailed as exc:
-        server.stop(grace=0)
-        raise Fatal(str(exc)) from exc
-    # Written once listening and enrolled: `start` takes it as the sign the relay is up.
-    pidfile.write(home.pid_file, os.getpid())
-    background = [gevent.spawn(manager.run_heartbeats, _heartbeat_interval(),
-                               upgrade_notice_logger(home.root, cfg.auto_upgrade))]
-    if cfg.auto_submit_interval > 0:
-        submitter = Submitter(TokenStore(home.sharetokens), client, lambda: manager.urls,
-                              duration.seconds(cfg.auto_submit_interval),
-                              home.path(cfg.archive_dir) if cfg.archive_dir else None)
-        background.append(gevent.spawn(submitter.run))
-        log.info("sharetoken submission every %s", duration.format(cfg.auto_submit_interval))
-    signum = wait_for_stop_signal()
-    log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
-    log.info("gracefully shutting down...")
-    server.stop_accepting()
-    gevent.killall(background)
-    manager.disenroll_all()
+    stop = gevent.event.Event()
+    for signum in STOP_SIGNALS:
+        gevent.signal_handler(signum, stop.set)
+
+    def follow_master() -> None:
+        for line in stdin:
+            gate.state = GateState.from_json(json.loads(line)["gate"])
+        stop.set()  # stdin closed: the master is gone
+
+    gevent.spawn(follow_master)
+    stop.wait()
     server.stop(grace=STOP_GRACE)
-    pidfile.remove(home.pid_file, os.getpid())
-    return 128 + signum
-
-
-def _heartbeat_interval() -> float:
-    return float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_INTERVAL))
+    return 0
 
 
 def _refuse_second_daemon(home: Home) -> None:
@@ -111,17 +222,6 @@ def _refuse_second_daemon(home: Home) -> None:
         return  # unreadable: the new daemon replaces it once it listens
     if pid is not None and pid != os.getpid() and pidfile.alive(pid):
         raise Fatal(f"wireleap-relay daemon is already running! (pid {pid})")
-
-
-def wait_for_stop_signal() -> int:
-    received = gevent.event.AsyncResult()
-    handlers = [gevent.signal_handler(s, received.set, s)
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)]
-    try:
-        return received.get()
-    finally:
-        for handler in handlers:
-            handler.cancel()
 
 
 def raise_open_files_limit() -> None:

@@ -17,20 +17,13 @@ from collections.abc import Callable
 from wireleap_relay import pidfile
 from wireleap_relay.daemon import STOP_GRACE
 from wireleap_relay.home import BINARY_NAME, Home
+from wireleap_relay.selfexec import own_command
 
 START_TIMEOUT = 90.0  # contract lookups may retry for a while before the relay listens
 STOP_TIMEOUT = STOP_GRACE + 5.0  # the daemon drains streams for up to STOP_GRACE first
 POLL = 0.05
 
 EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2
-
-
-def own_command() -> list[str]:
-    """How to run this very relay again: the .pyz or script itself, or the package."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    if not argv0 or os.path.basename(argv0) == "__main__.py":
-        return [sys.executable, "-m", "wireleap_relay"]
-    return [sys.executable, os.path.realpath(argv0)]
 
 
 def running_pid(home: Home, say: Callable[[str], None]) -> int | None:
@@ -102,6 +95,21 @@ def restart(home: Home, say: Callable[[str], None]) -> int:
         if code:
             return code
     return start(home, say)
+
+
+def reload(home: Home, say: Callable[[str], None]) -> int:
+    try:
+        pid = running_pid(home, say)
+    except pidfile.PidFileError as exc:
+        pid, reason = None, str(exc)
+    else:
+        reason = "no running daemon"
+    if pid is None:
+        say(f"could not get pid of {BINARY_NAME} from {home.pid_file}: {reason}")
+        return 1
+    os.kill(pid, signal.SIGUSR1)
+    say(f"reloaded {BINARY_NAME} daemon (pid {pid})")
+    return 0
 
 
 def status(home: Home) -> tuple[int, str]:

@@ -90,7 +90,7 @@ def test_enrolls_at_start_and_disenrolls_on_sigterm(tmp_path, fakes, procs, chal
     assert entry["versions"]["client-relay"] == "0.2.0"
     assert fake.snapshot()["challenges"] == {}  # a challenge was issued and used, or none
     assert f"Enrolled successfully as backing relay into {fake.url}" in proc.log_text()
-    assert proc.stop() == 128 + signal.SIGTERM
+    assert proc.stop() == 0  # a graceful stop is a success
     assert proc.relay.address not in listed(fake)
 
 

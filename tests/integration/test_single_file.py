@@ -79,7 +79,7 @@ def test_the_built_relay_serves_a_circuit(built, tmp_path, contract, wallet, ech
         assert recv_exactly(pipe, 20) == b"from the single file"
         pipe.close()
     finally:
-        assert proc.stop() == 143  # 128 + SIGTERM, as the Go relay exits
+        assert proc.stop() == 0  # graceful; the Go relay exits 143 here
     assert "Listening for H/2 requests on https://127.0.0.1:" in proc.log_text()
 
 

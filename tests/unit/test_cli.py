@@ -22,6 +22,7 @@ Commands:
   start           Start wireleap-relay daemon
   stop            Stop wireleap-relay daemon
   restart         Restart wireleap-relay daemon
+  reload          Reload wireleap-relay daemon configuration
   status          Report wireleap-relay daemon status
   check-config    Validate wireleap-relay config file
   balance         Show balance, pending sharetokens and last withdrawal
@@ -74,7 +75,7 @@ def snapshot(home):
 
 def test_top_usage_layout():
     lines = [line for line in TOP_USAGE.splitlines() if line.startswith("  ")]
-    assert len(lines) == 10
+    assert len(lines) == 11
     for line in lines:
         assert line[18] != " " and line[17] == " "  # descriptions start at column 19
 
@@ -88,7 +89,7 @@ def test_top_usage(tmp_path, args):
 
 @pytest.mark.parametrize("args", [(), ("help",), ("help", "UNKNOWN"), ("help", "help"),
                                   ("help", "init", "start"), ("UNKNOWN",), ("-h",),
-                                  ("--help",), ("log",), ("genkey",), ("reload",),
+                                  ("--help",), ("log",), ("genkey",), ("submit",),
                                   ("Init",)])
 def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
     result = run_here(tmp_path, monkeypatch, capsys, *args)

@@ -6,16 +6,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import gevent
-
 from wireleap_relay import skipversion
 from wireleap_relay.config import Config, ContractEntry
 from wireleap_relay.contract import info as contract_info
 from wireleap_relay.contract.client import ControlError, SignedClient
 from wireleap_relay.contract.directory import UPGRADE, Directory, enrollment_url, relay_entry
-from wireleap_relay.relay.errors import Refused
+from wireleap_relay.contract.gate import GateState
 from wireleap_relay.semver import is_semver
-from wireleap_relay.wire import b64
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +42,11 @@ class ContractManager:
 
     def load(self) -> None:
         """Read every configured contract's /info: its key and its directory."""
-        for url, entry in self.cfg.contracts.items():
+        self.contracts = {c.pubkey: c for c in self._lookup(self.cfg.contracts)}
+
+    def _lookup(self, entries: dict[str, ContractEntry]) -> list[Contract]:
+        found = []
+        for url, entry in entries.items():
             try:
                 info = contract_info.fetch(self.client, url)
             except ControlError as exc:
@@ -54,26 +55,16 @@ class ContractManager:
                 raise EnrollmentFailed(f"could not get directory URL for {url}")
             directory = Directory(self.client, enrollment_url(info.directory_endpoint),
                                   relay_entry(entry, self.client.identity.public_key_b64))
-            self.contracts[info.pubkey] = Contract(url, entry, info.pubkey, directory)
-
-    # --- the gate, used by every new stream ---------------------------------------------
-
-    @property
-    def trusted(self) -> set[bytes]:
-        return set(self.contracts)
+            found.append(Contract(url, entry, info.pubkey, directory))
+        return found
 
     @property
     def urls(self) -> dict[bytes, str]:
         return {pk: c.url for pk, c in self.contracts.items()}
 
-    def check(self, contract_pk: bytes) -> None:
-        if not self.started:
-            raise Refused("controller not started")
-        contract = self.contracts.get(contract_pk)
-        if contract is None:
-            raise Refused(f"relay contract not found: {b64.encode(contract_pk)}")
-        if not contract.enrolled:
-            raise Refused(f"relay contract not available: {b64.encode(contract_pk)}")
+    def gate_state(self) -> GateState:
+        return GateState(self.started, frozenset(self.contracts),
+                         frozenset(pk for pk, c in self.contracts.items() if c.enrolled))
 
     # --- enrollment ----------------------------------------------------------------------
 
@@ -82,21 +73,27 @@ class ContractManager:
         Go 0.6.1, which leaves them listed until their TTL runs out) and raise."""
         for contract in self.contracts.values():
             try:
-                contract.directory.enroll()
+                self._enroll(contract)
             except ControlError as exc:
                 self.disenroll_all()
                 raise EnrollmentFailed(f"could not perform challenge-response proof of work "
                                        f"for contract {contract.url}: {exc}") from exc
-            contract.enrolled = True
-            log.info("Enrolled successfully as %s relay into %s", contract.entry.role,
-                     contract.url)
         self.started = True
 
+    def _enroll(self, contract: Contract) -> None:
+        contract.directory.enroll()
+        contract.enrolled = True
+        log.info("Enrolled successfully as %s relay into %s", contract.entry.role,
+                 contract.url)
+
     def heartbeat_all(self, on_upgrade: Callable[[str], None]) -> None:
+        """A heartbeat for every enrolled contract; contracts that are not enrolled (added
+        by a reload whose enrollment failed) get another enrollment attempt."""
         for contract in self.contracts.values():
-            if not contract.enrolled:
-                continue
             try:
+                if not contract.enrolled:
+                    self._enroll(contract)
+                    continue
                 status = contract.directory.heartbeat()
             except ControlError as exc:
                 log.info("could not send heartbeat to directory %s: %s",
@@ -105,25 +102,54 @@ class ContractManager:
             if status is not None and status.is_same(UPGRADE):
                 on_upgrade(status.cause)
 
-    def run_heartbeats(self, interval: float, on_upgrade: Callable[[str], None]) -> None:
-        """The heartbeat loop (a greenlet): the first beat one interval after start."""
-        while True:
-            gevent.sleep(interval)
-            self.heartbeat_all(on_upgrade)
-
     def disenroll_all(self) -> None:
         """DELETE from every directory we enrolled in, once each; streams for these
         contracts are refused from now on."""
         self.started = False
         for contract in self.contracts.values():
-            if not contract.enrolled:
-                continue
-            contract.enrolled = False
+            self._disenroll(contract)
+
+    def _disenroll(self, contract: Contract) -> None:
+        if not contract.enrolled:
+            return
+        contract.enrolled = False
+        try:
+            contract.directory.disenroll()
+            log.info("disenrolled from %s", contract.url)
+        except ControlError as exc:
+            log.info("error while disenrolling from %s: %s", contract.directory.url, exc)
+
+    # --- reload --------------------------------------------------------------------------
+
+    def apply(self, cfg: Config) -> None:
+        """Move to a new config: removed contracts are disenrolled, new ones looked up and
+        enrolled, kept ones carry their new entry to the directory at once. Raises
+        EnrollmentFailed, before changing anything, if a new contract cannot be looked up
+        or a contract's role changed (a directory knows a relay by its role)."""
+        by_url = {c.url: c for c in self.contracts.values()}
+        for url, entry in cfg.contracts.items():
+            if url in by_url and by_url[url].entry.role != entry.role:
+                raise EnrollmentFailed(f"forbidden change of role for {url}: "
+                                       f"{by_url[url].entry.role} -> {entry.role}")
+        added = self._lookup({u: e for u, e in cfg.contracts.items() if u not in by_url})
+        for contract in list(self.contracts.values()):
+            if contract.url not in cfg.contracts:
+                self._disenroll(contract)
+                del self.contracts[contract.pubkey]
+        for contract in self.contracts.values():
+            entry = cfg.contracts[contract.url]
+            contract.entry = entry
+            contract.directory = Directory(self.client, contract.directory.url,
+                                           relay_entry(entry, self.client.identity
+                                                       .public_key_b64))
+        self.cfg = cfg
+        for contract in added:
+            self.contracts[contract.pubkey] = contract
             try:
-                contract.directory.disenroll()
-                log.info("disenrolled from %s", contract.url)
+                self._enroll(contract)
             except ControlError as exc:
-                log.info("error while disenrolling from %s: %s", contract.directory.url, exc)
+                log.info("could not enroll into %s, will retry with the next heartbeat: %s",
+                         contract.url, exc)
 
 
 def upgrade_notice_logger(home_root: str, auto_upgrade: bool) -> Callable[[str], None]:
