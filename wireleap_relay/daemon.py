@@ -20,7 +20,7 @@ import gevent.event
 import gevent.queue
 from gevent.fileobject import FileObjectPosix
 
-from wireleap_relay import config, duration, identity, pidfile
+from wireleap_relay import config, duration, identity, logsetup, pidfile
 from wireleap_relay.contract.client import SignedClient
 from wireleap_relay.contract.gate import Gate, GateState
 from wireleap_relay.contract.manager import (
@@ -191,6 +191,7 @@ def run_foreground(home: Home) -> int:
 
 def run_worker(home: Home) -> int:
     """A worker: serve streams on the inherited socket until told to stop or orphaned."""
+    logsetup.configure(tag=f"worker {os.getpid()}: ")
     for signum in RELOAD_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)  # the master reloads; workers are replaced
     stdin = FileObjectPosix(sys.stdin.fileno(), "rb")

@@ -5,9 +5,11 @@ import logging
 import sys
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, tag: str = "") -> None:
+    """`tag` goes before every message, e.g. "worker 1234: " for a worker's lines."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y/%m/%d %H:%M:%S"))
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {tag}%(message)s",
+                                           "%Y/%m/%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,0 +1,196 @@
+"""The daemon's life under load: workers that die are replaced, a token reaching two
+workers at once is accepted once, reload applies a good config without cutting running
+transfers and refuses a broken one, SIGTERM lets running transfers finish."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import gevent
+import pytest
+import requests
+from conftest import hops, recv_exactly
+from test_stream_errors import payload_for
+
+from wireleap_relay.home import HOME_ENV
+from wireleap_relay.testing import circuit
+from wireleap_relay.testing.fake_contract import FakeContract
+from wireleap_relay.testing.h2client import connect
+from wireleap_relay.testing.relayproc import RelayProcess, make_home
+from wireleap_relay.testing.servicekey import Wallet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MiB = 1 << 20
+FAST = {"WIRELEAP_HEARTBEAT_INTERVAL": "0.3", "WIRELEAP_RETRY_PAUSE": "0.1"}
+
+
+@pytest.fixture
+def relay(tmp_path, contract):
+    proc = RelayProcess(make_home(str(tmp_path), "relay", contract.url, "backing", workers=2),
+                        env=FAST).start()
+    yield proc
+    proc.stop()
+
+
+def cli(proc, *args):
+    env = dict(os.environ, **FAST, **{HOME_ENV: proc.relay.home.root}, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "wireleap_relay", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def workers_of(proc) -> list[int]:
+    with open(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children") as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def echo_once(proc, wallet, target) -> bool:
+    pipe = circuit.dial(hops([proc]), target, "tcp", *wallet.current(),
+                        pool=circuit.ConnectionPool())
+    pipe.settimeout(20)
+    pipe.sendall(b"ping")
+    ok = recv_exactly(pipe, 4) == b"ping"
+    pipe.close()
+    return ok
+
+
+def slow_download(proc, wallet, source, size, per_read=256 * 1024):
+    """A transfer that takes a while: the client reads slowly, so flow control holds the
+    relay back, and the stream stays open across whatever the test does meanwhile."""
+    pipe = circuit.dial(hops([proc]), source, "tcp", *wallet.current(),
+                        pool=circuit.ConnectionPool())
+    pipe.settimeout(30)
+    pipe.sendall(b"%d\n" % size)
+
+    def run() -> int:
+        got = 0
+        while got < size:
+            burst = recv_exactly(pipe, min(per_read, size - got))
+            if not burst:
+                break
+            got += len(burst)
+            gevent.sleep(0.02)  # about 10 MB/s at most: a few seconds for the test
+        return got
+    return gevent.spawn(run)
+
+
+def test_workers_serve_and_a_killed_one_is_replaced(relay, wallet, echo_server):
+    first = workers_of(relay)
+    assert len(first) == 2
+    os.kill(first[0], signal.SIGKILL)
+    assert echo_once(relay, wallet, echo_server)  # the other worker keeps serving
+    assert wait_for(lambda: len(workers_of(relay)) == 2 and first[0] not in workers_of(relay))
+    assert f"worker {first[0]} exited with -9, starting another" in relay.log_text()
+    for _ in range(6):
+        assert echo_once(relay, wallet, echo_server)
+
+
+def test_the_same_token_reaching_two_workers_at_once_is_accepted_once(relay, wallet,
+                                                                     echo_server):
+    payload = payload_for(relay, wallet, f"target://{echo_server}")
+    conns = [connect(relay.relay.address) for _ in range(16)]
+    streams = [conn.open_stream(payload) for conn in conns]  # all at once, many connections
+    outcomes = []
+    for stream in streams:
+        stream.settimeout(20)
+        try:
+            stream.sendall(b"x")
+        except OSError:
+            pass  # a refused stream may already be over
+        data = stream.recv(1)
+        outcomes.append("ok" if data == b"x" else stream.status.description)
+    for conn in conns:
+        conn.close()
+    assert outcomes.count("ok") == 1
+    assert outcomes.count("duplicate sharetoken") == 15
+    handled = set(re.findall(r"worker (\d+): stream \d+", relay.log_text()))
+    assert len(handled) == 2  # both workers saw the token
+
+
+def test_reload_applies_to_new_streams_and_keeps_running_ones(relay, wallet, source_server,
+                                                              echo_server):
+    transfer = slow_download(relay, wallet, source_server, 24 * MiB)
+    gevent.sleep(0.5)
+    with open(relay.relay.home.config) as f:
+        cfg = json.load(f)
+    cfg["maxtime"] = "1s"
+    with open(relay.relay.home.config, "w") as f:
+        json.dump(cfg, f)
+    old_workers = workers_of(relay)
+    result = cli(relay, "reload")
+    assert result.returncode == 0, result.stderr
+    assert f"reloaded wireleap-relay daemon (pid {relay.proc.pid})" in result.stderr
+    assert wait_for(lambda: "config reloaded" in relay.log_text())
+    new_pipe = circuit.dial(hops([relay]), echo_server, "tcp", *wallet.current(),
+                            pool=circuit.ConnectionPool())
+    new_pipe.settimeout(20)
+    new_pipe.sendall(b"a")
+    assert new_pipe.recv(1) == b"a"
+    assert new_pipe.recv(1) == b""  # cut by the new maxtime
+    assert new_pipe.status.code == 408
+    assert new_pipe.status.description == "connection reached maxtime (1s)"
+    assert transfer.get(timeout=60) == 24 * MiB  # the old stream outlived the new maxtime
+    assert wait_for(lambda: not set(old_workers) & set(workers_of(relay)))
+
+
+def test_broken_config_is_refused_and_the_relay_keeps_serving(relay, wallet, echo_server):
+    with open(relay.relay.home.config) as f:
+        good = f.read()
+    with open(relay.relay.home.config, "w") as f:
+        f.write(good.replace('"backing"', '"backstage"'))
+    result = cli(relay, "reload")
+    assert result.returncode == 1
+    assert "role: must be one of fronting, entropic, backing, got 'backstage'" in result.stdout
+    assert "not reloading: the running relay keeps its config" in result.stdout
+    os.kill(relay.proc.pid, signal.SIGHUP)  # straight to the daemon, bypassing the CLI check
+    assert wait_for(lambda: "could not reload config, keeping the running one" in
+                    relay.log_text())
+    assert echo_once(relay, wallet, echo_server)
+    assert relay.proc.poll() is None
+
+
+def test_reload_enrolls_added_contracts_and_leaves_removed_ones(tmp_path, contract, relay):
+    second = FakeContract(str(tmp_path / "second"), contract_seed=b"\x08" * 32).start()
+    try:
+        with open(relay.relay.home.config) as f:
+            cfg = json.load(f)
+        entry = cfg["contracts"][contract.url]
+        cfg["contracts"] = {second.url: entry}
+        with open(relay.relay.home.config, "w") as f:
+            json.dump(cfg, f)
+        assert cli(relay, "reload").returncode == 0
+        listed = lambda fake: requests.get(fake.url + "/dir/relays", timeout=10).json()  # noqa: E731
+        assert wait_for(lambda: relay.relay.address in listed(second))
+        assert wait_for(lambda: relay.relay.address not in listed(contract))
+        pipe = circuit.dial(hops([relay]), "127.0.0.1:9", "tcp", *Wallet(second.url).current(),
+                            pool=circuit.ConnectionPool())
+        pipe.settimeout(20)
+        assert pipe.recv(1) == b""
+        assert pipe.status.code == 502  # admitted under the new contract; port 9 is closed
+    finally:
+        second.stop()
+
+
+def test_sigterm_lets_a_running_transfer_finish(relay, wallet, source_server, contract):
+    transfer = slow_download(relay, wallet, source_server, 16 * MiB)
+    gevent.sleep(0.5)
+    relay.proc.send_signal(signal.SIGTERM)
+    assert transfer.get(timeout=30) == 16 * MiB
+    assert relay.proc.wait(30) == 0
+    log = relay.log_text()
+    assert "gracefully shutting down..." in log
+    assert relay.relay.address not in requests.get(contract.url + "/dir/relays",
+                                                   timeout=10).json()
+    assert not os.path.exists(relay.relay.home.pid_file)
