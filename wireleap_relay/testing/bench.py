@@ -155,11 +155,14 @@ def concurrency(paths: Paths, n_hops: int) -> float:
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """The memory of a relay: its master process and all its workers."""
+    total = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
+                total += int(line.split()[1])
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return total + sum(rss_kib(int(child), field) for child in f.read().split())
 
 
 def main() -> int:
@@ -204,6 +207,6 @@ def _report(results: dict) -> None:
         base = row["direct"]
         print(f"{name:<22}{base:>10.2f}{row['1-hop']:>10.2f}{row['3-hop']:>10.2f}"
               f"{row['1-hop'] / base:>14.2f}{row['3-hop'] / base:>14.2f}")
-    print("\nrelay memory (KiB)      idle RSS   peak RSS")
+    print("\nrelay memory, master + workers (KiB)   idle RSS   peak RSS")
     for role, idle in results["idle_rss_kib"].items():
-        print(f"  {role:<20}{idle:>10}{results['peak_rss_kib'][role]:>11}")
+        print(f"  {role:<36}{idle:>10}{results['peak_rss_kib'][role]:>11}")
