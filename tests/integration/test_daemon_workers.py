@@ -145,7 +145,9 @@ def test_reload_applies_to_new_streams_and_keeps_running_ones(relay, wallet, sou
     assert wait_for(lambda: not set(old_workers) & set(workers_of(relay)))
 
 
-def test_broken_config_is_refused_and_the_relay_keeps_serving(relay, wallet, echo_server):
+def test_broken_config_is_refused_and_the_relay_keeps_serving(relay, wallet, echo_server,
+                                                              source_server):
+    transfer = slow_download(relay, wallet, source_server, 16 * MiB)
     with open(relay.relay.home.config) as f:
         good = f.read()
     with open(relay.relay.home.config, "w") as f:
@@ -158,6 +160,7 @@ def test_broken_config_is_refused_and_the_relay_keeps_serving(relay, wallet, ech
     assert wait_for(lambda: "could not reload config, keeping the running one" in
                     relay.log_text())
     assert echo_once(relay, wallet, echo_server)
+    assert transfer.get(timeout=60) == 16 * MiB
     assert relay.proc.poll() is None
 
 

@@ -84,7 +84,8 @@ def test_the_built_relay_serves_a_circuit(built, tmp_path, contract, wallet, ech
 
 
 def test_the_built_relay_daemonizes_in_its_own_folder(built, tmp_path, contract):
-    """The README's Testing section with the single file: start, status, log, stop."""
+    """The README's Running section with the single file: start, status, log, reload,
+    stop."""
     relay = make_home(str(tmp_path), "daemon", contract.url, "backing")
     binary = os.path.join(relay.home.root, "wireleap-relay")
     shutil.copy(built / NAME, binary)
@@ -95,6 +96,8 @@ def test_the_built_relay_daemonizes_in_its_own_folder(built, tmp_path, contract)
     assert status.stdout.startswith("wireleap-relay is running, pid ")
     with open(os.path.join(relay.home.root, "wireleap-relay.log")) as f:
         assert "Listening for H/2 requests" in f.read()
+    reloaded = run(binary, "reload", cwd=tmp_path)
+    assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
     stopped = run(binary, "stop", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     assert run(binary, "status", cwd=tmp_path).returncode == 1
