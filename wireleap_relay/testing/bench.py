@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 
 import gevent
+import requests
 from gevent.server import StreamServer
 
 from wireleap_relay.testing import circuit
-from wireleap_relay.testing.devnet import running
+from wireleap_relay.testing.devnet import fake_contract, running
+from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 
 MiB = 1 << 20
@@ -154,6 +156,63 @@ def concurrency(paths: Paths, n_hops: int) -> float:
     return _median_of(3, once)
 
 
+def submission(root: str, tokens: int = 500, answer_delay: float = 0.05) -> dict:
+    """Tokens per second submitted to a slow contract, and stream setup latency while that
+    runs against the same relay idle: submission must not hold up new streams."""
+    with fake_contract(root, "--servicekey-duration", "15", "--submission-window", "3600",
+                       "--submit-delay", str(answer_delay)) as url:
+        relay = make_home(root, "submitter", url, "backing", auto_submit_interval="1s")
+        proc = RelayProcess(relay).start()
+        try:
+            server = StreamServer(("127.0.0.1", 0), _serve)
+            server.start()
+            paths = Paths(f"127.0.0.1:{server.address[1]}", [(relay.address, relay.pubkey)],
+                          Wallet(url, margin=0))
+            key, contract = paths.wallet.current()
+            for _ in range(0, tokens, 50):
+                gevent.joinall([gevent.spawn(_one_echo, paths, key, contract)
+                                for _ in range(50)], raise_error=True)
+            while time.time() < contract.settlement_open + 1:
+                gevent.sleep(0.1)
+            idle = [_timed_echo(paths) for _ in range(LATENCY_SAMPLES)]
+            busy, start = [], None
+            while (done := _accepted(url)) < tokens:
+                if done and start is None:
+                    start, first = time.perf_counter(), done
+                if start is not None:
+                    busy.append(_timed_echo(paths))
+                gevent.sleep(0.05)
+            rate = (tokens - first) / (time.perf_counter() - start)
+            server.stop()
+        finally:
+            proc.stop()
+    return {"tokens_per_s": round(rate, 1), "answer_delay_ms": answer_delay * 1000,
+            "setup_idle_ms": round(statistics.median(idle), 2),
+            "setup_during_submission_ms": round(statistics.median(busy), 2),
+            "setup_during_submission_max_ms": round(max(busy), 2)}
+
+
+def _one_echo(paths: "Paths", key, contract) -> None:
+    pipe = circuit.dial(paths.hops, paths.target, "tcp", key, contract, pool=paths.pool)
+    pipe.settimeout(60)
+    pipe.sendall(b"e\n")
+    _recv_line(pipe)
+    pipe.close()
+
+
+def _timed_echo(paths: "Paths") -> float:
+    start = time.perf_counter()
+    pipe = paths.open(1)
+    pipe.sendall(b"e\n")
+    _recv_line(pipe)
+    pipe.close()
+    return (time.perf_counter() - start) * 1000
+
+
+def _accepted(contract_url: str) -> int:
+    return len(requests.get(contract_url + "/_fake/state", timeout=30).json()["tokens"])
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """The memory of a relay: its master process and all its workers."""
     total = 0
@@ -181,6 +240,8 @@ def main() -> int:
                              for n in (0, 1, 3)}
         results["peak_rss_kib"] = {role: rss_kib(pid, "VmHWM") for role, pid in pids.items()}
     server.stop()
+    with tempfile.TemporaryDirectory() as root:
+        results["submission"] = submission(root)
     _report(results)
     os.makedirs("build", exist_ok=True)
     with open("build/bench.json", "w") as f:
@@ -210,3 +271,8 @@ def _report(results: dict) -> None:
     print("\nrelay memory, master + workers (KiB)   idle RSS   peak RSS")
     for role, idle in results["idle_rss_kib"].items():
         print(f"  {role:<36}{idle:>10}{results['peak_rss_kib'][role]:>11}")
+    sub = results["submission"]
+    print(f"\nsubmission: {sub['tokens_per_s']} tokens/s to a contract answering in "
+          f"{sub['answer_delay_ms']:g} ms; 1-hop circuit setup {sub['setup_idle_ms']} ms idle, "
+          f"{sub['setup_during_submission_ms']} ms during submission "
+          f"(max {sub['setup_during_submission_max_ms']} ms)")
