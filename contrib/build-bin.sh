@@ -1,22 +1,69 @@
 #!/usr/bin/env bash
 # Builds the single-file relay with shiv: OUTDIR/wireleap-relay_linux-amd64 (an executable
 # zipapp) and its .hash in `sha512sum` format, so `sha512sum -c` accepts it.
+#
+# Settings baked into the binary (wireleap_relay/_build.py), taken from the environment:
+#   WIRELEAP_VERSION          the version; default: from git (wireleap_relay/version.py)
+#   WIRELEAP_UPGRADE_SUPPORT  True: the binary may upgrade itself (release builds, see
+#                             contrib/release.sh); default False, like `make build`
+# With upgrade support also:
+#   WIRELEAP_RELEASE_URL      base URL of the release files, <url>/v<version>/<file>
+#   WIRELEAP_CHANGELOG_URL    base URL of the changelogs, <url>/<version>.md;
+#                             default <WIRELEAP_RELEASE_URL>/changelogs
+#   WIRELEAP_RELEASE_KEY      fingerprint of the signing key; its public key, exported from
+#                             gpg's keyring ($GNUPGHOME or ~/.gnupg), is pinned in the binary
 set -euo pipefail
-OUTDIR=${1:-build}
+OUTDIR=$(realpath -m "${1:-build}")
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=$PWD/.venv/bin/python
 NAME=wireleap-relay_linux-amd64
-VERSION=$($PY -c 'from wireleap_relay.version import git_version, BASE_VERSION; print(git_version(".") or BASE_VERSION)')
+VERSION=${WIRELEAP_VERSION:-$($PY -c 'from wireleap_relay.version import git_version, BASE_VERSION; print(git_version(".") or BASE_VERSION)')}
 UPGRADE=${WIRELEAP_UPGRADE_SUPPORT:-False}
+RELEASE_URL="" CHANGELOG_URL="" KEYRING=""
+if [ "$UPGRADE" = True ]; then
+    RELEASE_URL=${WIRELEAP_RELEASE_URL:?a build with upgrade support needs WIRELEAP_RELEASE_URL}
+    CHANGELOG_URL=${WIRELEAP_CHANGELOG_URL:-$RELEASE_URL/changelogs}
+    KEY=${WIRELEAP_RELEASE_KEY:?a build with upgrade support needs WIRELEAP_RELEASE_KEY}
+    KEYRING=$(gpg --batch --export "$KEY" | base64 -w0)
+    [ -n "$KEYRING" ] || { echo "gpg has no public key $KEY" >&2; exit 1; }
+elif [ "$UPGRADE" != False ]; then
+    echo "WIRELEAP_UPGRADE_SUPPORT must be True or False, not '$UPGRADE'" >&2
+    exit 1
+fi
 
-# Bake the version into the artifact: a .pyz cannot ask git at run time.
-printf 'VERSION = "%s"\nUPGRADE_SUPPORT = %s\n' "$VERSION" "$UPGRADE" > wireleap_relay/_build.py
-trap 'rm -f wireleap_relay/_build.py' EXIT
+# Build from a copy of the sources, so the tree is never modified and builds can run side
+# by side (a _build.py left in the tree would change every relay run from source).
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+cp -r setup.py setup.cfg README.md LICENSE wireleap_relay "$STAGE/"
+find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
+rm -f "$STAGE/wireleap_relay/_build.py"
+
+# Bake the settings in: a .pyz cannot ask git at run time.
+VERSION=$VERSION UPGRADE=$UPGRADE RELEASE_URL=$RELEASE_URL CHANGELOG_URL=$CHANGELOG_URL \
+KEYRING=$KEYRING $PY - "$STAGE/wireleap_relay/_build.py" <<'EOF'
+import os
+import sys
+
+from wireleap_relay.semver import is_semver
+
+env = os.environ
+if not is_semver(env["VERSION"]):
+    sys.exit(f"version '{env['VERSION']}' is not a semantic version (like 1.2.3)")
+with open(sys.argv[1], "w") as f:
+    f.write("# Written by contrib/build-bin.sh: the settings of this build.\n")
+    f.write(f"VERSION = {env['VERSION']!r}\n")
+    f.write(f"UPGRADE_SUPPORT = {env['UPGRADE'] == 'True'}\n")
+    f.write(f"RELEASE_URL = {env['RELEASE_URL']!r}\n")
+    f.write(f"CHANGELOG_URL = {env['CHANGELOG_URL']!r}\n")
+    f.write("# The release public key (gpg --export), base64: gpgv's only keyring.\n")
+    f.write(f"RELEASE_KEYRING = {env['KEYRING']!r}\n")
+EOF
 
 mkdir -p "$OUTDIR"
 rm -f "$OUTDIR/$NAME" "$OUTDIR/$NAME.hash"
 $PY -m shiv --quiet -p '/usr/bin/env python3' -e wireleap_relay.__main__:main \
-    --reproducible -o "$OUTDIR/$NAME" . >/dev/null
+    --reproducible -o "$OUTDIR/$NAME" "$STAGE" >/dev/null
 chmod 0755 "$OUTDIR/$NAME"
 (cd "$OUTDIR" && sha512sum "$NAME" > "$NAME.hash")
-echo "built $OUTDIR/$NAME version $VERSION"
+echo "built $OUTDIR/$NAME version $VERSION$([ "$UPGRADE" = True ] && echo ', upgrade support on')"

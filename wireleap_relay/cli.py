@@ -14,6 +14,7 @@ from docopt import DocoptExit, docopt
 
 from wireleap_relay import config, daemon, home, identity, lifecycle, version
 from wireleap_relay.contract import payout
+from wireleap_relay.upgrade import UpgradeError, manual, migrate, rollback, supervise
 
 log = logging.getLogger("wireleap_relay")
 
@@ -26,11 +27,13 @@ class Command:
     description: str
     run: Callable[[dict], int]
     options: tuple[tuple[str, str], ...] = ()  # (option with its argument, description)
+    arguments: str = ""  # positional arguments in docopt syntax, e.g. "[FROM_VERSION]"
     extra: str = ""  # an extra section (e.g. exit codes) shown by `help COMMAND`
     hidden: bool = False
 
     def usage(self, prog: str) -> str:
-        text = f"Usage: {prog} {self.name}{' [options]' if self.options else ''}\n\n"
+        text = f"Usage: {prog} {self.name}{' [options]' if self.options else ''}"
+        text += f"{' ' + self.arguments if self.arguments else ''}\n\n"
         text += self.description + "\n"
         if self.options:
             width = max(len(opt) for opt, _ in self.options) + 2
@@ -143,6 +146,35 @@ def cmd_withdraw(args: dict) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args: dict) -> int:
+    return manual.upgrade(home.current())
+
+
+def cmd_rollback(args: dict) -> int:
+    try:
+        rollback.rollback(home.current())
+    except UpgradeError as exc:
+        log.error("error while running post-rollback hook: %s", exc)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_supervise_upgrade(args: dict) -> int:
+    return supervise.supervise(home.current(), args["FROM_VERSION"] or version.software_version())
+
+
+def cmd_migrate(args: dict) -> int:
+    if not args["FROM_VERSION"]:
+        log.error("which version to migrate from? usage: `wireleap-relay migrate 1.2.3`")
+        return EXIT_FAIL
+    try:
+        migrate.migrate(home.current(), args["FROM_VERSION"], version.software_version())
+    except UpgradeError as exc:
+        log.error("%s", exc)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def cmd_version(args: dict) -> int:
     lines = version.verbose_lines() if args["-v"] else [version.software_version()]
     print("\n".join(lines))
@@ -164,6 +196,9 @@ COMMANDS: tuple[Command, ...] = (
             extra="Exit codes:\n  0     wireleap-relay is running\n"
                   "  1     wireleap-relay is not running\n"
                   "  2     could not tell if wireleap-relay is running or not\n"),
+    Command("upgrade", "Upgrade wireleap-relay to the latest version per directory",
+            cmd_upgrade),
+    Command("rollback", "Undo a partially completed upgrade", cmd_rollback),
     Command("check-config", "Validate wireleap-relay config file", cmd_check_config),
     # Option texts as operations.md §1.4 shows them; docopt reads "string" as the argument.
     Command("balance", "Show balance, pending sharetokens and last withdrawal", cmd_balance,
@@ -174,6 +209,11 @@ COMMANDS: tuple[Command, ...] = (
                      ("--destination string", "Withdraw to this destination"))),
     Command("version", "Show version and exit", cmd_version,
             options=(("-v", "show verbose output"),)),
+    Command("supervise-upgrade", "Supervise upgrade to a new version in a separate process "
+            "(internal command)", cmd_supervise_upgrade, arguments="[FROM_VERSION]",
+            hidden=True),
+    Command("migrate", "Migrate wireleap-relay files (internal command)", cmd_migrate,
+            arguments="[FROM_VERSION]", hidden=True),
 )
 
 

@@ -69,6 +69,33 @@ class Home:
     def sharetokens(self) -> str:
         return self.path("sharetokens")
 
+    # The upgrade's files (operations.md §6): the installed binary under its fixed name,
+    # the staged next version, the previous one kept for rollback, and the download area.
+
+    @property
+    def binary(self) -> str:
+        return self.path(BINARY_NAME)
+
+    @property
+    def binary_next(self) -> str:
+        return self.path(BINARY_NAME + ".next")
+
+    @property
+    def binary_prev(self) -> str:
+        return self.path(BINARY_NAME + ".prev")
+
+    @property
+    def config_next(self) -> str:
+        return self.path("config.json.next")
+
+    @property
+    def config_prev(self) -> str:
+        return self.path("config.json.prev")
+
+    @property
+    def quarantine(self) -> str:
+        return self.path("quarantine")
+
 
 def current() -> Home:
     return Home(find_home())

@@ -4,6 +4,7 @@
 
 import json
 import os
+from collections.abc import Callable
 
 from wireleap_relay.fsutil import write_atomic
 
@@ -29,3 +30,13 @@ def read(home_root: str) -> str | None:
 
 def write(home_root: str, version: str) -> None:
     write_atomic(path(home_root), json.dumps(version).encode())
+
+
+def skip(home_root: str, version: str, say: Callable[[str], None]) -> None:
+    """Write `version` and say so. A failure is said, not raised: whoever skips a version
+    goes on either way."""
+    try:
+        write(home_root, version)
+        say(f"Skipping version {version}")
+    except OSError as exc:
+        say(f"Could not persist skipped version {version}: {exc}")

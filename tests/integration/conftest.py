@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import socket
+import subprocess
 
 import gevent
 import pytest
@@ -13,6 +14,17 @@ from gevent.server import DatagramServer, StreamServer
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """`make build`'s single file (no upgrade support), built once per session."""
+    out = tmp_path_factory.mktemp("build")
+    subprocess.run([os.path.join(ROOT, "contrib", "build-bin.sh"), str(out)], check=True,
+                   cwd=ROOT, capture_output=True)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -99,24 +99,30 @@ def test_workers_serve_and_a_killed_one_is_replaced(relay, wallet, echo_server):
 
 def test_the_same_token_reaching_two_workers_at_once_is_accepted_once(relay, wallet,
                                                                      echo_server):
-    payload = payload_for(relay, wallet, f"target://{echo_server}")
-    conns = [connect(relay.relay.address) for _ in range(16)]
-    streams = [conn.open_stream(payload) for conn in conns]  # all at once, many connections
-    outcomes = []
-    for stream in streams:
-        stream.settimeout(20)
-        try:
-            stream.sendall(b"x")
-        except OSError:
-            pass  # a refused stream may already be over
-        data = stream.recv(1)
-        outcomes.append("ok" if data == b"x" else stream.status.description)
-    for conn in conns:
-        conn.close()
-    assert outcomes.count("ok") == 1
-    assert outcomes.count("duplicate sharetoken") == 15
-    handled = set(re.findall(r"worker (\d+): stream \d+", relay.log_text()))
-    assert len(handled) == 2  # both workers saw the token
+    """Rounds of 16 connections, each sending the same token at once: exactly one stream
+    per round is served. Which worker accepts a connection is the kernel's choice, so the
+    rounds go on until both workers have had a part (the store's race across processes is
+    also tested directly in tests/unit/test_token_store.py)."""
+    for _ in range(10):
+        payload = payload_for(relay, wallet, f"target://{echo_server}")
+        conns = [connect(relay.relay.address) for _ in range(16)]
+        streams = [conn.open_stream(payload) for conn in conns]
+        outcomes = []
+        for stream in streams:
+            stream.settimeout(20)
+            try:
+                stream.sendall(b"x")
+            except OSError:
+                pass  # a refused stream may already be over
+            data = stream.recv(1)
+            outcomes.append("ok" if data == b"x" else stream.status.description)
+        for conn in conns:
+            conn.close()
+        assert outcomes.count("ok") == 1
+        assert outcomes.count("duplicate sharetoken") == 15
+        if len(set(re.findall(r"worker (\d+): stream \d+", relay.log_text()))) == 2:
+            break
+    assert len(set(re.findall(r"worker (\d+): stream \d+", relay.log_text()))) == 2
 
 
 def test_reload_applies_to_new_streams_and_keeps_running_ones(relay, wallet, source_server,

@@ -6,23 +6,13 @@ import os
 import shutil
 import subprocess
 
-import pytest
 from conftest import hops, recv_exactly
 
 from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME = "wireleap-relay_linux-amd64"
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("build")
-    subprocess.run([os.path.join(ROOT, "contrib", "build-bin.sh"), str(out)], check=True,
-                   cwd=ROOT, capture_output=True)
-    return out
 
 
 def run(binary, *args, cwd=None):

@@ -12,7 +12,7 @@ from wireleap_relay import cli
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 
-# operations.md §1.3, restricted to the commands this build has.
+# operations.md §1.3, verbatim.
 TOP_USAGE = """\
 Usage: wireleap-relay COMMAND [OPTIONS]
 
@@ -24,6 +24,8 @@ Commands:
   restart         Restart wireleap-relay daemon
   reload          Reload wireleap-relay daemon configuration
   status          Report wireleap-relay daemon status
+  upgrade         Upgrade wireleap-relay to the latest version per directory
+  rollback        Undo a partially completed upgrade
   check-config    Validate wireleap-relay config file
   balance         Show balance, pending sharetokens and last withdrawal
   withdraw        Withdraw available funds from balance
@@ -75,7 +77,7 @@ def snapshot(home):
 
 def test_top_usage_layout():
     lines = [line for line in TOP_USAGE.splitlines() if line.startswith("  ")]
-    assert len(lines) == 11
+    assert len(lines) == 13
     for line in lines:
         assert line[18] != " " and line[17] == " "  # descriptions start at column 19
 
@@ -110,6 +112,14 @@ def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
                "  2     could not tell if wireleap-relay is running or not\n"),
     ("version", "Usage: wireleap-relay version [options]\n\nShow version and exit\n\n"
                 "Options:\n  -v  show verbose output\n"),
+    ("upgrade", "Usage: wireleap-relay upgrade\n\n"
+                "Upgrade wireleap-relay to the latest version per directory\n"),
+    ("rollback", "Usage: wireleap-relay rollback\n\nUndo a partially completed upgrade\n"),
+    ("supervise-upgrade", "Usage: wireleap-relay supervise-upgrade [FROM_VERSION]\n\n"
+                          "Supervise upgrade to a new version in a separate process "
+                          "(internal command)\n"),
+    ("migrate", "Usage: wireleap-relay migrate [FROM_VERSION]\n\n"
+                "Migrate wireleap-relay files (internal command)\n"),
     # operations.md §1.4, verbatim.
     ("balance", "Usage: wireleap-relay balance [options]\n\n"
                 "Show balance, pending sharetokens and last withdrawal\n\n"

@@ -3,6 +3,8 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -233,3 +235,33 @@ def test_racing_threads_exactly_one_wins(tmp_path, link_rendezvous):
     folder = tmp_path / V["keys"]["contract_public_key"]
     assert os.listdir(folder) == [V["sharetoken"]["signature"] + ".json"]
     assert (folder / os.listdir(folder)[0]).read_text() == V["sharetoken"]["json"]
+
+
+RACER = """
+import json, os, sys, time
+from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
+from wireleap_relay.wire.sharetoken import Sharetoken
+root, token, go = sys.argv[1], Sharetoken.from_dict(json.loads(sys.argv[2])), sys.argv[3]
+while not os.path.exists(go):
+    time.sleep(0.001)
+try:
+    TokenStore(root).accept(token)
+    print("accepted")
+except DuplicateSharetoken:
+    print("duplicate")
+"""
+
+
+def test_racing_processes_exactly_one_wins(tmp_path):
+    """What workers do: separate processes storing the same token at the same moment."""
+    go = tmp_path / "go"
+    source = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    token = fresh_token("race-between-processes").to_json()
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path / "st"), token,
+                                str(go)], stdout=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=source))
+              for _ in range(6)]
+    time.sleep(0.5)  # let them all start and wait at the line
+    go.touch()
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+    assert outcomes == ["accepted"] + ["duplicate"] * 5

@@ -6,13 +6,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wireleap_relay import skipversion
 from wireleap_relay.config import Config, ContractEntry
 from wireleap_relay.contract import info as contract_info
 from wireleap_relay.contract.client import ControlError, SignedClient
 from wireleap_relay.contract.directory import UPGRADE, Directory, enrollment_url, relay_entry
 from wireleap_relay.contract.gate import GateState
-from wireleap_relay.semver import is_semver
+from wireleap_relay.home import Home
+from wireleap_relay.upgrade import auto
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +153,6 @@ class ContractManager:
 
 
 def upgrade_notice_logger(home_root: str, auto_upgrade: bool) -> Callable[[str], None]:
-    """Until self-upgrade exists: say once per version that one is available, and remember
-    it in the skip file (operations.md §6.10 step 3)."""
-    def on_upgrade(version: str) -> None:
-        if not is_semver(version) or skipversion.read(home_root) == version:
-            return
-        reason = "this binary was not built with upgrade support" if auto_upgrade \
-            else "'auto_upgrade' is disabled"
-        log.info("There is a new wireleap-relay version available: %s. Since %s, please "
-                 "upgrade manually.", version, reason)
-        try:
-            skipversion.write(home_root, version)
-            log.info("Skipping version %s", version)
-        except OSError as exc:
-            log.info("Could not persist skipped version %s: %s", version, exc)
-    return on_upgrade
+    """The heartbeat's reaction to an upgrade notice (operations.md §6.10): upgrade when the
+    build supports it and `auto_upgrade` is on, else say once that a version is out."""
+    return auto.notice_handler(Home(home_root), auto_upgrade)

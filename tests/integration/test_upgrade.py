@@ -1,0 +1,564 @@
+"""Self-upgrade of the single-file relay, for real: releases A and B built by
+contrib/release.sh and signed with a throwaway gpg key made here, a local HTTP server
+publishing them, relays as real processes in their own homes, and a fake contract whose
+directory announces the version to upgrade to (operations.md §3.8, §3.9, §6)."""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from conftest import ROOT, require_binary
+
+from wireleap_relay.home import HOME_ENV
+from wireleap_relay.testing import circuit
+from wireleap_relay.testing.fake_contract import FakeContract
+from wireleap_relay.testing.relayproc import make_home
+from wireleap_relay.wire import b64
+
+ARTIFACT = "wireleap-relay_linux-amd64"
+A, B, C = "0.7.1", "0.7.2", "0.7.3"  # C: a signed release whose daemon cannot start
+NOT_SUPPORTED = "Your wireleap-relay binary does not support upgrades (manual build?), " \
+                "aborting."
+
+
+# --- a release server, signing keys and the releases ---------------------------------------
+
+class ReleaseServer:
+    """Serves the files under `root` (switched per test); `faults` maps a URL path to
+    "500" or "cut" (the connection closes halfway through the body)."""
+
+    def __init__(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fault = outer.faults.get(self.path)
+                path = os.path.join(outer.root, self.path.lstrip("/"))
+                if fault == "500":
+                    self.send_error(500)
+                elif not os.path.isfile(path):
+                    self.send_error(404)
+                else:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[:len(data) // 2] if fault == "cut" else data)
+                    if fault == "cut":
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.root = ""
+        self.faults: dict[str, str] = {}
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def publish(self, root, **faults: str) -> None:
+        self.root = str(root)
+        self.faults = faults
+
+
+class Gpg:
+    """A throwaway GnuPG home with the release key and a rogue key."""
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.release = self.new_key("Relay Release Test <release@example.invalid>")
+        self.rogue = self.new_key("Rogue <rogue@example.invalid>")
+
+    def run(self, *args: str, data: bytes | None = None) -> bytes:
+        return subprocess.run(["gpg", "--batch", *args], input=data, check=True,
+                              capture_output=True, env=dict(os.environ, GNUPGHOME=self.home),
+                              timeout=60).stdout
+
+    def new_key(self, uid: str) -> str:
+        self.run("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = self.run("--with-colons", "--list-keys", uid).decode()
+        return next(line.split(":")[9] for line in listing.splitlines()
+                    if line.startswith("fpr:"))
+
+    def clearsign(self, text: bytes, key: str) -> bytes:
+        return self.run("--local-user", key, "--clearsign", data=text)
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], capture_output=True,
+                       env=dict(os.environ, GNUPGHOME=self.home), check=False)
+
+
+@pytest.fixture(scope="module")
+def gpg():
+    require_binary("gpg")
+    require_binary("gpgv")
+    home = tempfile.mkdtemp(prefix="wl-gnupg-")  # short: gpg-agent's socket lives there
+    keys = Gpg(home)
+    yield keys
+    keys.close()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ReleaseServer()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, gpg, server):
+    """A and B as `make release` makes them, side by side in one published tree."""
+    tree = tmp_path_factory.mktemp("published")
+    changelogs = tmp_path_factory.mktemp("changelogs")
+    for version in (A, B):
+        (changelogs / f"{version}.md").write_text(f"# {version}\n\n- what changed in {version}\n")
+    env = dict(os.environ, GNUPGHOME=gpg.home, WIRELEAP_RELEASE_KEY=gpg.release,
+               WIRELEAP_RELEASE_URL=server.url, WIRELEAP_CHANGELOG_DIR=str(changelogs),
+               SHIV_ROOT=str(tmp_path_factory.mktemp("shiv-release")))
+    builds = [subprocess.Popen([os.path.join(ROOT, "contrib", "release.sh"), str(tree)],
+                               env=dict(env, WIRELEAP_VERSION=v), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+              for v in (A, B)]
+    for build in builds:
+        output = build.communicate(timeout=300)[0].decode()
+        assert build.returncode == 0, output
+    return tree
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    contract = FakeContract(str(tmp_path_factory.mktemp("contract")), upgrade_version=B).start()
+    yield contract
+    contract.stop()
+
+
+def announce(fake, version: str) -> None:
+    requests.post(fake.url + "/_fake/upgrade", json={"relay": version}, timeout=10)
+
+
+# --- relays installed from a release --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shiv_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("shiv"))
+
+
+class Installed:
+    """A relay home whose `wireleap-relay` came from a release file."""
+
+    def __init__(self, root, name, fake, binary, shiv_root, gpg, **env: str) -> None:
+        self.relay = make_home(str(root), name, fake.url, "backing")
+        self.home = self.relay.home
+        shutil.copy(binary, self.home.binary)
+        # The test keyring trusts the rogue key too: the relay must not look at it.
+        self.env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
+        self.env.update(SHIV_ROOT=shiv_root, GNUPGHOME=gpg.home, WIRELEAP_RETRY_PAUSE="0.1",
+                        **env)
+
+    def run(self, *args: str, answer: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([self.home.binary, *args], input=answer, capture_output=True,
+                              text=True, env=self.env, cwd=self.home.root, timeout=240)
+
+    def start(self) -> int:
+        started = self.run("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        return self.pid()
+
+    def pid(self) -> int:
+        with open(self.home.pid_file) as f:
+            return int(f.read())
+
+    def stop(self) -> None:
+        if os.path.exists(self.home.pid_file):
+            self.run("stop")
+
+    def answers_ping(self) -> bool:
+        pool = circuit.ConnectionPool()
+        try:
+            return circuit.ping(self.relay.address, pool=pool).origin == \
+                b64.encode(self.relay.pubkey)
+        finally:
+            pool.close()
+
+    def snapshot(self) -> dict[str, str]:
+        """sha256 of every upgrade-relevant file in the home."""
+        names = ("wireleap-relay", "wireleap-relay.next", "wireleap-relay.prev",
+                 "config.json", "config.json.next", "config.json.prev")
+        return {n: sha256(os.path.join(self.home.root, n)) for n in names
+                if os.path.exists(os.path.join(self.home.root, n))}
+
+    def log(self) -> str:
+        with open(self.home.log_file, errors="replace") as f:
+            return f.read()
+
+
+def sha256(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def install(tmp_path, fake, shiv_root, gpg):
+    made = []
+
+    def make(binary, name="relay", **env: str) -> Installed:
+        relay = Installed(tmp_path, name, fake, binary, shiv_root, gpg, **env)
+        made.append(relay)
+        return relay
+    yield make
+    for relay in made:
+        relay.stop()
+
+
+def release_file(published, version: str, name: str = ARTIFACT):
+    return published / f"v{version}" / name
+
+
+# --- the release files, checked the README's way --------------------------------------------
+
+def test_release_files_check_as_the_readme_says(published):
+    folder = release_file(published, B, "")
+    assert sorted(os.listdir(folder)) == sorted(
+        [ARTIFACT, f"{ARTIFACT}.hash", "wireleap-relay-release-key.asc"])
+    assert (published / "changelogs" / f"{B}.md").exists()
+    env = dict(os.environ, GNUPGHOME=tempfile.mkdtemp(prefix="wl-operator-"))
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result
+    try:
+        run("gpg", "--batch", "--import", "wireleap-relay-release-key.asc")
+        verified = run("gpg", "--batch", "--verify", f"{ARTIFACT}.hash")
+        assert 'Good signature from "Relay Release Test <release@example.invalid>"' in \
+            verified.stderr
+        assert run("sha512sum", "-c", f"{ARTIFACT}.hash").stdout == f"{ARTIFACT}: OK\n"
+        assert run("sha256sum", "-c", f"{ARTIFACT}.hash").stdout == f"{ARTIFACT}: OK\n"
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
+        shutil.rmtree(env["GNUPGHOME"], ignore_errors=True)
+
+
+# --- the whole way: A to B, then rollback to A ----------------------------------------------
+
+def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install):
+    announce(fake, B)
+    server.publish(published)
+    relay = install(release_file(published, A))
+    old_pid = relay.start()
+    before = relay.snapshot()
+    config_bytes = open(relay.home.config, "rb").read()
+
+    upgraded = relay.run("upgrade", answer="y\n")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    out = upgraded.stdout
+    assert f"Changelog for version {B}:\n# {B}\n\n- what changed in {B}\n" in out
+    assert f"Proceed with upgrade from {A} to {B}? (y/N) " in out
+    assert f"Downloading {server.url}/v{B}/{ARTIFACT}.hash to " in out
+    assert "Good signature from [Relay Release Test <release@example.invalid>]" in out
+    assert out.endswith(f"wireleap-relay successfully upgraded to version {B} (was {A}).\n\n"
+                        f"NOTE: The old ({A}) binary can be restored:\n"
+                        f"cd {relay.home.root} && ./wireleap-relay rollback\n")
+    assert "the new wireleap-relay answers PING" in upgraded.stderr
+
+    after = relay.snapshot()
+    assert after == {"wireleap-relay": sha256(release_file(published, B)),
+                     "wireleap-relay.prev": before["wireleap-relay"],
+                     "config.json": before["config.json"],
+                     "config.json.prev": before["config.json"]}
+    assert not os.path.exists(relay.home.quarantine)
+    new_pid = relay.pid()
+    assert new_pid != old_pid and alive(new_pid) and not alive(old_pid)
+    assert relay.run("version").stdout == f"{B}\n"
+    assert relay.answers_ping()
+
+    rolled = relay.run("rollback")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert relay.snapshot() == before
+    assert open(relay.home.config, "rb").read() == config_bytes
+    assert relay.run("version").stdout == f"{A}\n"
+    assert not alive(new_pid) and alive(relay.pid())
+    assert relay.answers_ping()
+    # Otherwise the next heartbeat's notice would bring B straight back.
+    assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{B}"'
+
+
+# --- refusals: the running relay is left as it was ------------------------------------------
+
+@pytest.fixture(scope="module")
+def running_a(tmp_path_factory, published, fake, shiv_root, gpg):
+    """One relay running A for all the refusals."""
+    relay = Installed(tmp_path_factory.mktemp("refusals"), "relay", fake,
+                      release_file(published, A), shiv_root, gpg)
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+def tampered_tree(tmp_path, published, change) -> str:
+    tree = tmp_path / "tree"
+    shutil.copytree(published, tree)
+    change(tree / f"v{B}")
+    return tree
+
+
+def sign_plain(gpg, key: str, binary) -> bytes:
+    digest = hashlib.sha512(open(binary, "rb").read()).hexdigest()
+    return gpg.clearsign(f"wireleap-relay {B}\n\n      {digest}  {ARTIFACT}\n".encode(), key)
+
+
+def flip_hash_digit(folder) -> None:
+    path = folder / f"{ARTIFACT}.hash"
+    text = path.read_text()
+    line = next(li for li in text.splitlines() if li.endswith(f"  {ARTIFACT}") and
+                len(li.split()[0]) == 128)
+    digit = line.strip()[0]
+    path.write_text(text.replace(line, line.replace(digit, "0" if digit != "0" else "1", 1)))
+
+
+def flip_binary_byte(folder) -> None:
+    data = bytearray((folder / ARTIFACT).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / ARTIFACT).write_bytes(bytes(data))
+
+
+def truncate_binary(folder) -> None:
+    data = (folder / ARTIFACT).read_bytes()
+    (folder / ARTIFACT).write_bytes(data[:len(data) // 2])
+
+
+def plain_hash_file(folder) -> None:
+    digest = hashlib.sha512((folder / ARTIFACT).read_bytes()).hexdigest()
+    (folder / f"{ARTIFACT}.hash").write_text(f"{digest}  {ARTIFACT}\n")
+
+
+def older_release(folder) -> None:
+    """A's signed files published as B: a valid signature, a matching hash, the wrong
+    version (a replay of an older release)."""
+    source = folder.parent / f"v{A}"
+    for name in (ARTIFACT, f"{ARTIFACT}.hash"):
+        shutil.copy(source / name, folder / name)
+
+
+def remove_binary(folder) -> None:
+    os.unlink(folder / ARTIFACT)
+
+
+def rogue_signature(gpg):
+    def change(folder) -> None:
+        (folder / f"{ARTIFACT}.hash").write_bytes(sign_plain(gpg, gpg.rogue, folder / ARTIFACT))
+    return change
+
+
+HASH_FAILED = f"downloading or verifying new wireleap-relay {B} .hash file failed: "
+BINARY_FAILED = f"downloading or verifying new wireleap-relay {B} binary failed: "
+HASH_URL = f"{{url}}/v{B}/{ARTIFACT}.hash"
+BINARY_URL = f"{{url}}/v{B}/{ARTIFACT}"
+
+
+@pytest.mark.parametrize("change,faults,expected", [
+    (flip_hash_digit, {},
+     HASH_FAILED + "BAD signature on {hash}: its text was changed after it was signed"),
+    (rogue_signature, {},
+     HASH_FAILED + "{hash} is signed by key {rogue}, which is not the release key pinned in "
+                   "this binary"),
+    (None, {f"/v{B}/{ARTIFACT}.hash": "500"},
+     HASH_FAILED + HASH_URL + " download request returned code 500: Internal Server Error"),
+    (plain_hash_file, {}, HASH_FAILED + "{hash} is not a clear-signed text"),
+    (flip_binary_byte, {}, BINARY_FAILED + "hash mismatch: expected "),
+    (truncate_binary, {}, BINARY_FAILED + "hash mismatch: expected "),
+    (remove_binary, {},
+     BINARY_FAILED + BINARY_URL + " download request returned code 404: Not Found"),
+    (None, {f"/v{B}/{ARTIFACT}": "cut"}, BINARY_FAILED + "downloading " + BINARY_URL + " failed"),
+    (older_release, {},
+     BINARY_FAILED + "the new binary {binary} is version '" + A + "', not " + B),
+], ids=["bad-signature", "other-key", "hash-500", "not-clearsigned", "hash-mismatch",
+        "truncated", "binary-404", "cut-mid-download", "older-release-replayed"])
+def test_refused_upgrade_leaves_the_relay_running(tmp_path, gpg, published, server, fake,
+                                                  running_a, change, faults, expected):
+    announce(fake, B)
+    if change is rogue_signature:
+        change = rogue_signature(gpg)
+    server.publish(tampered_tree(tmp_path, published, change) if change else published,
+                   **faults)
+    pid = running_a.pid()
+    before = running_a.snapshot()
+
+    result = running_a.run("upgrade", answer="y\n")
+    assert result.returncode == 1
+    quarantine = running_a.home.quarantine
+    message = "error: " + expected.format(url=server.url, rogue=gpg.rogue[-16:],
+                                          hash=f"{quarantine}/wireleap-relay.hash",
+                                          binary=f"{quarantine}/wireleap-relay")
+    assert message in result.stderr
+    assert "successfully upgraded" not in result.stdout
+    assert running_a.snapshot() == before
+    assert running_a.pid() == pid and alive(pid)
+    assert running_a.run("version").stdout == f"{A}\n"
+    assert running_a.answers_ping()
+
+
+@pytest.mark.parametrize("answer,tail", [
+    ("n\n", "OK, aborting.\n"),
+    ("", "OK, aborting.\n"),  # end of input declines
+    ("maybe\nperhaps\nsure\n",
+     "Response 'maybe' not understood. Proceed with upgrade from 0.7.1 to 0.7.2? (y/N) "
+     "Response 'perhaps' not understood. Proceed with upgrade from 0.7.1 to 0.7.2? (y/N) "
+     "Response 'sure' not understood. Failed to get an answer 3 times. Aborting.\n"),
+])
+def test_not_confirmed_nothing_changes(published, server, fake, running_a, answer, tail):
+    announce(fake, B)
+    server.publish(published)
+    pid = running_a.pid()
+    before = running_a.snapshot()
+    result = running_a.run("upgrade", answer=answer)
+    assert result.returncode == 1
+    assert result.stdout.endswith(f"Proceed with upgrade from {A} to {B}? (y/N) {tail}")
+    assert running_a.snapshot() == before
+    assert running_a.pid() == pid and alive(pid)
+    if tail == "OK, aborting.\n":
+        assert not os.path.exists(running_a.home.quarantine)
+
+
+def test_up_to_date(published, server, fake, running_a):
+    announce(fake, A)
+    server.publish(published)
+    result = running_a.run("upgrade")
+    assert (result.returncode, result.stdout) == (
+        0, f"Your wireleap-relay is up to date (version {A}, {A} available), nothing to do.\n")
+
+
+def test_a_custom_build_does_not_upgrade(built, fake, install):
+    announce(fake, B)
+    relay = install(built / ARTIFACT)
+    result = relay.run("upgrade", answer="y\n")
+    assert (result.returncode, result.stdout) == (1, NOT_SUPPORTED + "\n")
+    assert not os.path.exists(relay.home.quarantine)
+
+
+# --- a new version that cannot start: automatic rollback ------------------------------------
+
+def broken_release(published, tree, gpg) -> None:
+    """C: B's binary with version C whose daemon exits at start, signed with the release key.
+    A new shiv build id, or shiv would reuse B's unpacked files."""
+    source = release_file(published, B)
+    folder = tree / f"v{C}"
+    folder.mkdir(parents=True)
+    target = folder / ARTIFACT
+    with open(source, "rb") as f:
+        shebang = f.readline()
+    with zipfile.ZipFile(source) as old, open(target, "wb") as out:
+        out.write(shebang)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as new:
+            for info in old.infolist():
+                data = old.read(info)
+                if info.filename == "environment.json":
+                    env = json.loads(data)
+                    env["build_id"] = hashlib.sha256(env["build_id"].encode() + b"C").hexdigest()
+                    data = json.dumps(env).encode()
+                elif info.filename == "site-packages/wireleap_relay/_build.py":
+                    data = data.replace(f"VERSION = '{B}'".encode(), f"VERSION = '{C}'".encode())
+                    data += (b"import sys\nif sys.argv[1:3] == ['start', '--fg']:\n"
+                             b"    sys.exit('this release cannot start (test)')\n")
+                new.writestr(info, data)
+    os.chmod(target, 0o755)
+    digest = hashlib.sha512(target.read_bytes()).hexdigest()
+    (folder / f"{ARTIFACT}.hash").write_bytes(gpg.clearsign(
+        f"wireleap-relay {C}\n\n      {digest}  {ARTIFACT}\n".encode(), gpg.release))
+
+
+def test_new_version_that_cannot_start_is_rolled_back_and_skipped(tmp_path, gpg, published,
+                                                                   server, fake, install):
+    tree = tmp_path / "tree"
+    shutil.copytree(published, tree)
+    broken_release(published, tree, gpg)
+    server.publish(tree)
+    announce(fake, C)
+    relay = install(release_file(published, A))
+    old_pid = relay.start()
+    before = relay.snapshot()
+
+    result = relay.run("upgrade", answer="y\n")
+    assert result.returncode == 1
+    assert "this release cannot start (test)" in result.stdout + result.stderr
+    assert "handling upgrade failure..." in result.stderr
+    assert "restoring old binary..." in result.stderr
+    assert "aborted supervised upgrade due to the above errors" in result.stderr
+    assert f"error: the upgrade to {C} did not complete" in result.stderr
+    assert relay.snapshot() == before
+    assert relay.run("version").stdout == f"{A}\n"
+    assert not alive(old_pid) and alive(relay.pid())  # stopped for the switch, then back
+    assert relay.answers_ping()
+    assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{C}"'
+
+
+# --- automatic upgrades from the heartbeat's notice -----------------------------------------
+
+def wait_for(check, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_automatic_upgrade_on_notice(published, server, fake, install):
+    announce(fake, A)  # nothing to do at first
+    server.publish(published)
+    relay = install(release_file(published, A), WIRELEAP_HEARTBEAT_INTERVAL="0.5")
+    old_pid = relay.start()
+    before = relay.snapshot()
+    announce(fake, B)
+    wait_for(lambda: "wireleap-relay upgraded to 0.7.2" in relay.log(), "the upgrade")
+    log = relay.log()
+    for line in (f"Received new update notification for version {B}.",
+                 f"Changelog:\n# {B}\n\n- what changed in {B}\n",
+                 f"Upgrading to version {B}...",
+                 "Good signature from [Relay Release Test <release@example.invalid>]",
+                 "the new wireleap-relay answers PING"):
+        assert line in log
+    assert relay.snapshot()["wireleap-relay"] == sha256(release_file(published, B))
+    assert relay.snapshot()["wireleap-relay.prev"] == before["wireleap-relay"]
+    assert not alive(old_pid) and alive(relay.pid())
+    assert relay.answers_ping()
+
+
+def test_automatic_upgrade_refused_is_skipped(tmp_path, published, server, fake, install):
+    server.publish(tampered_tree(tmp_path, published, flip_hash_digit))
+    announce(fake, B)
+    relay = install(release_file(published, A), WIRELEAP_HEARTBEAT_INTERVAL="0.5")
+    pid = relay.start()
+    before = relay.snapshot()
+    skip = os.path.join(relay.home.root, ".skip-upgrade-version")
+    wait_for(lambda: os.path.exists(skip), "the skip file")
+    assert open(skip).read() == f'"{B}"'
+    assert f"Could not upgrade to new wireleap-relay version {B}: " in relay.log()
+    assert relay.snapshot() == before
+    assert relay.pid() == pid and alive(pid)

@@ -1,0 +1,148 @@
+"""The supervised switch to a new version (operations.md §6.7), run by the new binary as
+`wireleap-relay.next supervise-upgrade <old version>` in a session of its own, so it
+outlives the process that launched it (on an automatic upgrade it stops that very daemon).
+
+Steps: migrate the config into `config.json.next`; stop the old daemon with the old
+binary's `stop`; put the new binary and config in place, keeping `wireleap-relay.prev` and
+`config.json.prev`; start the new daemon with `start`; and check that it answers a PING on
+its listener. Any failure after the old daemon stopped rolls back and writes the new
+version to `.skip-upgrade-version`.
+
+Unlike the Go relay, the files are renamed before the new daemon starts, not after: this
+daemon reads only `config.json` (a leftover `config.json.next` never wins silently), and
+a daemon started from `wireleap-relay.next` would run from a path that is gone a moment
+later. Between `stop` and the new daemon's listener there is a short gap in service.
+"""
+
+import logging
+import os
+import subprocess
+import time
+
+from wireleap_relay import config, identity, pidfile, skipversion
+from wireleap_relay.fsutil import fsync_dir
+from wireleap_relay.home import BINARY_NAME, Home
+from wireleap_relay.semver import precedence
+from wireleap_relay.upgrade import UpgradeError, binary, migrate, probe, rollback
+from wireleap_relay.version import software_version
+
+log = logging.getLogger(__name__)
+
+PING_TRIES = 5
+
+
+def launch(home: Home, from_version: str, to_version: str) -> subprocess.Popen:
+    """Start the staged binary's supervisor, detached from our session and signals; it
+    writes to our stdout and stderr (the terminal, or the daemon's log file)."""
+    log.info("Running supervised upgrade to %s...", to_version)
+    try:
+        return subprocess.Popen([home.binary_next, "supervise-upgrade", from_version],
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        raise UpgradeError(f"supervise-upgrade Start() returned error {exc}") from exc
+
+
+def supervise(home: Home, from_version: str) -> int:
+    """The supervisor's whole run; its exit status."""
+    new = software_version()
+    try:
+        precedence(from_version)
+    except ValueError as exc:
+        return _abort([f"could not parse version '{from_version}' to upgrade from: {exc}"])
+    log.info("running migrations...")
+    try:
+        migrate.migrate(home, from_version, new)
+    except UpgradeError as exc:
+        return _abort([f"migrate returned error {exc}"])
+    log.info("removing .prev files if present...")
+    for path in (home.config_prev, home.binary_prev):
+        _remove(path)
+    log.info("stopping old %s if running...", BINARY_NAME)
+    pid = _running_pid(home)
+    if pid is not None:
+        log.info("found old %s, pid %d", BINARY_NAME, pid)
+        error, _ = binary.run(home.binary, "stop")
+        if error:
+            return _abort([f"stopping old binary returned error {error}"])
+    try:
+        _switch(home)
+        _start(home)
+    except UpgradeError as exc:
+        return _undo(home, new, str(exc))
+    log.info("%s upgraded to %s (was %s)", BINARY_NAME, new, from_version)
+    return 0
+
+
+def _switch(home: Home) -> None:
+    log.info("replacing %s binary...", BINARY_NAME)
+    _rename(home.binary, home.binary_prev)
+    _rename(home.binary_next, home.binary)
+    log.info("replacing config file...")
+    _rename(home.config, home.config_prev)
+    _rename(home.config_next, home.config)
+    fsync_dir(home.root)
+
+
+def _start(home: Home) -> None:
+    log.info("running new %s...", BINARY_NAME)
+    error, _ = binary.run(home.binary, "start")
+    if error:
+        raise UpgradeError(f"'{home.binary} start' returned error {error}")
+    try:
+        cfg, _ = config.load(home.config)
+        relay_pk = identity.load(home).public_key_b64
+    except (config.ConfigError, identity.IdentityError) as exc:
+        raise UpgradeError(f"cannot tell where the new {BINARY_NAME} listens: {exc}") from exc
+    host, port = cfg.listen_host_port
+    host = probe.loopback_for(host)
+    log.info("checking that the new %s answers on %s:%d...", BINARY_NAME, host, port)
+    for attempt in range(1, PING_TRIES + 1):
+        try:
+            probe.ping(host, port, relay_pk)
+            log.info("the new %s answers PING", BINARY_NAME)
+            return
+        except UpgradeError:
+            if attempt == PING_TRIES:
+                raise
+            time.sleep(1.0)
+
+
+def _undo(home: Home, new: str, error: str) -> int:
+    errors = [error]
+    log.info("handling upgrade failure...")
+    try:
+        rollback.rollback(home)
+    except UpgradeError as exc:
+        errors.append(f"rollback FAILED: {exc}")
+    _remove(home.binary_next)  # the failed version, when it was not moved yet
+    skipversion.skip(home.root, new, log.info)
+    return _abort(errors)
+
+
+def _abort(errors: list[str]) -> int:
+    for error in errors:
+        log.info("* %s", error)
+    log.error("aborted supervised upgrade due to the above errors")
+    return 1
+
+
+def _running_pid(home: Home) -> int | None:
+    try:
+        pid = pidfile.read(home.pid_file)
+    except pidfile.PidFileError:
+        return None
+    return pid if pid is not None and pidfile.alive(pid) else None
+
+
+def _rename(src: str, dst: str) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        raise UpgradeError(f"renaming {src} -> {dst} failed: {exc}") from exc
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
