@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gevent.lock
+
 from wireleap_relay.config import Config, ContractEntry
 from wireleap_relay.contract import info as contract_info
 from wireleap_relay.contract.client import ControlError, SignedClient
@@ -39,6 +41,9 @@ class ContractManager:
         self.home_root = home_root
         self.contracts: dict[bytes, Contract] = {}
         self.started = False
+        # Heartbeats, reload and stop all talk to directories and change `contracts`: one
+        # at a time, or a heartbeat could re-enroll a contract that a reload just removed.
+        self._busy = gevent.lock.RLock()
 
     def load(self) -> None:
         """Read every configured contract's /info: its key and its directory."""
@@ -71,6 +76,10 @@ class ContractManager:
     def enroll_all(self) -> None:
         """Enroll into every directory; on any failure undo the ones that worked (unlike
         Go 0.6.1, which leaves them listed until their TTL runs out) and raise."""
+        with self._busy:
+            self._enroll_all()
+
+    def _enroll_all(self) -> None:
         for contract in self.contracts.values():
             try:
                 self._enroll(contract)
@@ -89,7 +98,12 @@ class ContractManager:
     def heartbeat_all(self, on_upgrade: Callable[[str], None]) -> None:
         """A heartbeat for every enrolled contract; contracts that are not enrolled (added
         by a reload whose enrollment failed) get another enrollment attempt."""
-        for contract in self.contracts.values():
+        with self._busy:
+            if self.started:
+                self._heartbeat_all(on_upgrade)
+
+    def _heartbeat_all(self, on_upgrade: Callable[[str], None]) -> None:
+        for contract in list(self.contracts.values()):
             try:
                 if not contract.enrolled:
                     self._enroll(contract)
@@ -105,9 +119,10 @@ class ContractManager:
     def disenroll_all(self) -> None:
         """DELETE from every directory we enrolled in, once each; streams for these
         contracts are refused from now on."""
-        self.started = False
-        for contract in self.contracts.values():
-            self._disenroll(contract)
+        with self._busy:
+            self.started = False
+            for contract in self.contracts.values():
+                self._disenroll(contract)
 
     def _disenroll(self, contract: Contract) -> None:
         if not contract.enrolled:
@@ -126,6 +141,10 @@ class ContractManager:
         enrolled, kept ones carry their new entry to the directory at once. Raises
         EnrollmentFailed, before changing anything, if a new contract cannot be looked up
         or a contract's role changed (a directory knows a relay by its role)."""
+        with self._busy:
+            self._apply(cfg)
+
+    def _apply(self, cfg: Config) -> None:
         by_url = {c.url: c for c in self.contracts.values()}
         for url, entry in cfg.contracts.items():
             if url in by_url and by_url[url].entry.role != entry.role:

@@ -4,6 +4,7 @@ connection greenlet per client, which spawns one tunnel greenlet per stream."""
 import logging
 import socket
 import ssl
+import time
 
 import gevent
 import gevent.pool
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # Go's HTTP/2 server also wants the client preface within 10 s
 BACKLOG = 1024
+SETTLE = 0.5  # seconds without streams before a stopping server closes its connections
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -51,9 +53,22 @@ class RelayServer:
         self._server.close()
 
     def stop(self, grace: float) -> None:
-        """Stop accepting, let running streams finish up to `grace` seconds, then close."""
+        """Stop accepting, let running streams finish up to `grace` seconds, then close.
+
+        Connections accepted a moment ago may not have sent their first stream yet: wait
+        until no stream has been running for SETTLE seconds, so none is cut before it began.
+        """
         self.stop_accepting()
-        self.tunnels.join(timeout=grace)
+        deadline = time.monotonic() + grace
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.tunnels:
+                self.tunnels.join(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= SETTLE:
+                break
+            else:
+                gevent.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
 
