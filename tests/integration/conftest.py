@@ -6,16 +6,57 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import time
 
 import gevent
 import pytest
 from gevent.server import DatagramServer, StreamServer
 
+from wireleap_relay.home import HOME_ENV, Home
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Test-only speed-ups of the relay's fixed intervals (heartbeat 5 min, retry pause 5 s).
+FAST = {"WIRELEAP_HEARTBEAT_INTERVAL": "0.3", "WIRELEAP_RETRY_PAUSE": "0.1"}
+
+
+def run_cli(home: Home, *args: str, env: dict | None = None,
+            command: list[str] | None = None) -> subprocess.CompletedProcess:
+    """The relay's command line as an operator runs it, in `home`."""
+    full_env = dict(os.environ, **(env or {}), **{HOME_ENV: home.root}, PYTHONPATH=ROOT)
+    return subprocess.run((command or [sys.executable, "-m", "wireleap_relay"]) + list(args),
+                          capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    """Poll until `condition()` holds; False if it never did within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def make_fake(tmp_path):
+    """Fake contracts for one test, each with its own state folder (a given name or path
+    reuses one, as a restarted contract would), all stopped at the end."""
+    started: list[FakeContract] = []
+
+    def make(name: "str | os.PathLike | None" = None, **settings) -> FakeContract:
+        folder = tmp_path / (name or f"contract{len(started)}") if not \
+            isinstance(name, os.PathLike) else name
+        fake = FakeContract(folder, **settings).start()
+        started.append(fake)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,36 +6,17 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
-from conftest import hops, recv_exactly
+from conftest import FAST, hops, recv_exactly, run_cli, wait_for
 
-from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.relayproc import RelayProcess, free_port, make_home
 from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.wire import b64
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = {"WIRELEAP_HEARTBEAT_INTERVAL": "0.3", "WIRELEAP_RETRY_PAUSE": "0.1"}
-
-
-@pytest.fixture
-def fakes(tmp_path):
-    started = []
-
-    def make(**settings) -> FakeContract:
-        fake = FakeContract(str(tmp_path / f"contract{len(started)}"), **settings).start()
-        started.append(fake)
-        return fake
-    yield make
-    for fake in started:
-        fake.stop()
 
 
 @pytest.fixture
@@ -61,28 +42,13 @@ def start_relay(tmp_path, procs, contract_urls, role="backing", name="relay", **
     return proc
 
 
-def cli(relay, *args):
-    env = dict(os.environ, **FAST, **{HOME_ENV: relay.home.root}, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "wireleap_relay", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 def listed(fake) -> dict:
     return requests.get(fake.url + "/dir/relays", timeout=10).json()
 
 
-def wait_for(condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.parametrize("challenge", [True, False])
-def test_enrolls_at_start_and_disenrolls_on_sigterm(tmp_path, fakes, procs, challenge):
-    fake = fakes(challenge=challenge)
+def test_enrolls_at_start_and_disenrolls_on_sigterm(tmp_path, make_fake, procs, challenge):
+    fake = make_fake(challenge=challenge)
     proc = start_relay(tmp_path, procs, [fake.url]).start()
     entry = listed(fake)[proc.relay.address]
     assert entry["pubkey"] == b64.encode(proc.relay.pubkey)
@@ -94,11 +60,11 @@ def test_enrolls_at_start_and_disenrolls_on_sigterm(tmp_path, fakes, procs, chal
     assert proc.relay.address not in listed(fake)
 
 
-def test_wrong_enrollment_key_fails_start_and_leaves_nothing_enrolled(tmp_path, fakes, procs):
-    open_fake = fakes()
-    strict_fake = fakes(enrollment_keys={"backing": ["right:key"]})
+def test_wrong_enrollment_key_fails_start_and_leaves_nothing_enrolled(tmp_path, make_fake, procs):
+    open_fake = make_fake()
+    strict_fake = make_fake(enrollment_keys={"backing": ["right:key"]})
     proc = start_relay(tmp_path, procs, [open_fake.url, strict_fake.url], key="wrong:key")
-    result = cli(proc.relay, "start")
+    result = run_cli(proc.relay.home, "start", env=FAST)
     assert result.returncode == 1
     assert f"could not perform challenge-response proof of work for contract " \
            f"{strict_fake.url}" in result.stdout
@@ -110,7 +76,7 @@ def test_wrong_enrollment_key_fails_start_and_leaves_nothing_enrolled(tmp_path, 
 def test_contract_down_at_start_is_a_clear_failure(tmp_path, procs):
     down = f"http://127.0.0.1:{free_port()}"
     proc = start_relay(tmp_path, procs, [down])
-    result = cli(proc.relay, "start")
+    result = run_cli(proc.relay.home, "start", env=FAST)
     assert result.returncode == 1
     assert f"could not get pubkey for {down}: could not get contract info from {down}/info: " \
         in result.stdout
@@ -118,20 +84,20 @@ def test_contract_down_at_start_is_a_clear_failure(tmp_path, procs):
     assert "on try 1 of 3" in result.stdout and "on try 2 of 3" in result.stdout
 
 
-def test_heartbeats_re_enroll_after_the_directory_forgot(tmp_path, fakes, procs):
-    fake = fakes()
+def test_heartbeats_re_enroll_after_the_directory_forgot(tmp_path, make_fake, procs):
+    fake = make_fake()
     proc = start_relay(tmp_path, procs, [fake.url]).start()
     assert requests.post(fake.url + "/_fake/expire_relays", timeout=10).json()["expired"] == 1
     assert listed(fake) == {}
-    wait_for(lambda: proc.relay.address in listed(fake), what="re-enrollment")
+    assert wait_for(lambda: proc.relay.address in listed(fake)), "re-enrollment"
 
 
-def test_upgrade_notice_is_logged_once_and_skipped(tmp_path, fakes, procs):
-    fake = fakes()
+def test_upgrade_notice_is_logged_once_and_skipped(tmp_path, make_fake, procs):
+    fake = make_fake()
     proc = start_relay(tmp_path, procs, [fake.url]).start()
     requests.post(fake.url + "/_fake/upgrade", json={"relay": "9.9.9"}, timeout=10)
     skip = os.path.join(proc.relay.home.root, ".skip-upgrade-version")
-    wait_for(lambda: os.path.exists(skip), what="the skip file")
+    assert wait_for(lambda: os.path.exists(skip)), "the skip file"
     time.sleep(1.0)  # several more heartbeats carry the same notice
     assert open(skip).read() == '"9.9.9"'
     log = proc.log_text()
@@ -139,8 +105,8 @@ def test_upgrade_notice_is_logged_once_and_skipped(tmp_path, fakes, procs):
                      "binary was not built with upgrade support, please upgrade manually.") == 1
 
 
-def test_streams_are_refused_for_contracts_not_enrolled(tmp_path, fakes, procs, echo_server):
-    fake = fakes()
+def test_streams_are_refused_for_contracts_not_enrolled(tmp_path, make_fake, procs, echo_server):
+    fake = make_fake()
     proc = start_relay(tmp_path, procs, [fake.url]).start()
     wallet = Wallet(fake.url)
     pipe = circuit.dial(hops([proc]), echo_server, "tcp", *wallet.current(),
@@ -149,7 +115,7 @@ def test_streams_are_refused_for_contracts_not_enrolled(tmp_path, fakes, procs, 
     pipe.sendall(b"ok")
     assert recv_exactly(pipe, 2) == b"ok"
     pipe.close()
-    other = fakes(contract_seed=b"\x07" * 32)
+    other = make_fake(contract_seed=b"\x07" * 32)
     refused = circuit.dial(hops([proc]), echo_server, "tcp", *Wallet(other.url).current(),
                            pool=circuit.ConnectionPool())
     refused.settimeout(20)
@@ -178,68 +144,68 @@ def _pending(proc) -> list[str]:
     return [f for f in found if f.endswith(".json")]
 
 
-def test_money_path_tokens_submitted_archived_and_settled(tmp_path, fakes, procs, echo_server):
-    fake = fakes(servicekey_duration=3, submission_window=600)
+def test_money_path_tokens_submitted_archived_and_settled(tmp_path, make_fake, procs, echo_server):
+    fake = make_fake(servicekey_duration=3, submission_window=600)
     proc = start_relay(tmp_path, procs, [fake.url], auto_submit_interval="1s",
                        archive_dir="archive").start()
     wallet = Wallet(fake.url, margin=0)
     _make_tokens(proc, wallet, echo_server, 5)
     assert len(_pending(proc)) == 5
-    wait_for(lambda: len(fake.snapshot()["tokens"]) == 5, what="submission")
-    wait_for(lambda: not _pending(proc), what="pending store emptied")
+    assert wait_for(lambda: len(fake.snapshot()["tokens"]) == 5), "submission"
+    assert wait_for(lambda: not _pending(proc)), "pending store emptied"
     archive = os.path.join(proc.relay.home.root, "archive",
                            b64.encode(fake.contract_pubkey))
     assert len(os.listdir(archive)) == 5
     assert set(fake.snapshot()["submissions"].values()) == {1}
     requests.post(fake.url + "/_fake/clock", json={"offset": 700}, timeout=10)
-    balance = cli(proc.relay, "balance")
+    balance = run_cli(proc.relay.home, "balance")
     assert balance.returncode == 0, balance.stderr
     assert json.loads(balance.stdout)["balance"]["available"] == 95
-    withdrawn = cli(proc.relay, "withdraw", "--contract", fake.url, "--destination",
+    withdrawn = run_cli(proc.relay.home, "withdraw", "--contract", fake.url, "--destination",
                     "acct_test", "--amount", "40")
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert json.loads(withdrawn.stdout)["amount"] == 40
-    after = json.loads(cli(proc.relay, "balance").stdout)
+    after = json.loads(run_cli(proc.relay.home, "balance").stdout)
     assert after["balance"]["available"] == 55
     assert after["withdrawal"]["amount"] == 40
 
 
-def test_contract_down_for_a_while_then_every_token_arrives(tmp_path, fakes, procs,
+def test_contract_down_for_a_while_then_every_token_arrives(tmp_path, make_fake, procs,
                                                             echo_server):
-    fake = fakes(servicekey_duration=2, submission_window=600)
+    fake = make_fake(servicekey_duration=2, submission_window=600)
     port = int(fake.url.rsplit(":", 1)[1])
     state_dir = str(tmp_path / "contract0")
     proc = start_relay(tmp_path, procs, [fake.url], auto_submit_interval="0.5s").start()
     _make_tokens(proc, Wallet(fake.url, margin=0), echo_server, 4)
     fake.stop()
-    wait_for(lambda: "retrying in 0.5s" in proc.log_text(), what="a failed submission")
+    assert wait_for(lambda: "retrying in 0.5s" in proc.log_text()), "a failed submission"
     assert len(_pending(proc)) == 4
     back = FakeContract(state_dir, port=port, servicekey_duration=2,
                         submission_window=600).start()
     try:
-        wait_for(lambda: len(back.snapshot()["tokens"]) == 4, what="delivery after return")
-        wait_for(lambda: not _pending(proc), what="pending store emptied")
+        assert wait_for(lambda: len(back.snapshot()["tokens"]) == 4), "delivery after return"
+        assert wait_for(lambda: not _pending(proc)), "pending store emptied"
     finally:
         back.stop()
 
 
-def test_window_closed_tokens_are_discarded(tmp_path, fakes, procs, echo_server):
-    fake = fakes(servicekey_duration=2, submission_window=600)
+def test_window_closed_tokens_are_discarded(tmp_path, make_fake, procs, echo_server):
+    fake = make_fake(servicekey_duration=2, submission_window=600)
     proc = start_relay(tmp_path, procs, [fake.url], auto_submit_interval="0.5s").start()
     _make_tokens(proc, Wallet(fake.url, margin=0), echo_server, 3)
     requests.post(fake.url + "/_fake/clock", json={"offset": 10_000}, timeout=10)
     expired = os.path.join(proc.relay.home.sharetokens, "expired",
                            b64.encode(fake.contract_pubkey))
-    wait_for(lambda: os.path.isdir(expired) and len(os.listdir(expired)) == 3,
-             what="tokens set aside")
+    assert wait_for(lambda: os.path.isdir(expired) and len(os.listdir(expired)) == 3), \
+        "tokens set aside"
     assert not _pending(proc)
     assert fake.snapshot()["tokens"] == {}
     assert "discarding sharetoken submitted post-settlement" in proc.log_text()
 
 
-def test_sigkill_during_submission_loses_and_doubles_nothing(tmp_path, fakes, procs,
+def test_sigkill_during_submission_loses_and_doubles_nothing(tmp_path, make_fake, procs,
                                                              echo_server):
-    fake = fakes(servicekey_duration=2, submission_window=600, submit_delay=0.1)
+    fake = make_fake(servicekey_duration=2, submission_window=600, submit_delay=0.1)
     proc = start_relay(tmp_path, procs, [fake.url], auto_submit_interval="0.2s")
     proc.start()
     _make_tokens(proc, Wallet(fake.url, margin=0), echo_server, 120)
@@ -251,14 +217,14 @@ def test_sigkill_during_submission_loses_and_doubles_nothing(tmp_path, fakes, pr
         if not _pending(proc):
             break
         accepted = len(fake.snapshot()["tokens"])
-        wait_for(lambda n=accepted: len(fake.snapshot()["tokens"]) > n, what="progress")
+        assert wait_for(lambda n=accepted: len(fake.snapshot()["tokens"]) > n), "progress"
         time.sleep(rng.uniform(0.0, 0.3))
         proc.proc.send_signal(signal.SIGKILL)  # leaves a stale pid file, as a crash does
         proc.proc.wait()
         left_at_kill.append(len(_pending(proc)))
         proc.start()
     assert any(0 < left < 120 for left in left_at_kill), left_at_kill  # killed mid-way
-    wait_for(lambda: not _pending(proc), timeout=60, what="all tokens submitted")
+    assert wait_for(lambda: not _pending(proc), timeout=60), "all tokens submitted"
     state = fake.snapshot()
     assert {sig + ".json" for sig in state["tokens"]} == made  # every token, once each
     assert len(state["tokens"]) == 120

@@ -4,22 +4,14 @@
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
+from conftest import run_cli
 
-from wireleap_relay.home import HOME_ENV
+from wireleap_relay import pidfile
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import make_home
 from wireleap_relay.wire import b64
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def cli(relay, *args, command=None):
-    env = dict(os.environ, **{HOME_ENV: relay.home.root}, PYTHONPATH=ROOT)
-    return subprocess.run((command or [sys.executable, "-m", "wireleap_relay"]) + list(args),
-                          capture_output=True, text=True, env=env, timeout=120)
 
 
 def pid_of(relay) -> int:
@@ -27,49 +19,40 @@ def pid_of(relay) -> int:
         return int(f.read())
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.fixture
 def relay(tmp_path, contract):
     home = make_home(str(tmp_path), "relay", contract.url, "backing")
     yield home
     if os.path.exists(home.home.pid_file):
-        cli(home, "stop")
+        run_cli(home.home, "stop")
 
 
 def test_start_status_stop_round_trip(relay):
-    assert (cli(relay, "status").returncode, cli(relay, "status").stdout) == (
+    assert (run_cli(relay.home, "status").returncode, run_cli(relay.home, "status").stdout) == (
         1, "wireleap-relay is not running\n")
-    started = cli(relay, "start")
+    started = run_cli(relay.home, "start")
     assert started.returncode == 0, started.stdout + started.stderr
     pid = pid_of(relay)
     assert f"successfully spawned wireleap-relay with pid {pid}" in started.stderr
-    assert alive(pid)
+    assert pidfile.alive(pid)
     with open(f"/proc/{pid}/stat") as f:
         assert int(f.read().rsplit(")", 1)[1].split()[1]) != os.getpid()  # not our child
-    status = cli(relay, "status")
+    status = run_cli(relay.home, "status")
     assert (status.returncode, status.stdout) == (0, f"wireleap-relay is running, pid {pid}\n")
     pong = circuit.ping(relay.address, pool=circuit.ConnectionPool())
     assert pong.origin == b64.encode(relay.pubkey)
 
-    again = cli(relay, "start")
+    again = run_cli(relay.home, "start")
     assert again.returncode == 1
     assert "wireleap-relay daemon is already running!" in again.stderr
     assert pid_of(relay) == pid
 
-    stopped = cli(relay, "stop")
+    stopped = run_cli(relay.home, "stop")
     assert stopped.returncode == 0
     assert f"stopped wireleap-relay daemon (was pid {pid})" in stopped.stderr
-    assert not alive(pid)
+    assert not pidfile.alive(pid)
     assert not os.path.exists(relay.home.pid_file)
-    assert cli(relay, "status").returncode == 1
+    assert run_cli(relay.home, "status").returncode == 1
     with open(relay.home.log_file) as f:
         log = f.read()
     assert "Listening for H/2 requests on https://127.0.0.1:" in log
@@ -77,18 +60,18 @@ def test_start_status_stop_round_trip(relay):
 
 
 def test_restart_gives_a_new_daemon(relay):
-    assert cli(relay, "start").returncode == 0
+    assert run_cli(relay.home, "start").returncode == 0
     first = pid_of(relay)
-    restarted = cli(relay, "restart")
+    restarted = run_cli(relay.home, "restart")
     assert restarted.returncode == 0, restarted.stderr
     second = pid_of(relay)
-    assert second != first and alive(second) and not alive(first)
+    assert second != first and pidfile.alive(second) and not pidfile.alive(first)
 
 
 def test_start_with_a_broken_config_fails_with_the_reason(relay):
     with open(relay.home.config, "w") as f:
         f.write('{"address": "127.0.0.1:1", "timeout": "300ms", "contracts": {}}')
-    result = cli(relay, "start")
+    result = run_cli(relay.home, "start")
     assert result.returncode == 1
     assert "wireleap-relay is not running" in result.stderr
     assert "could not validate config file: timeout: invalid duration '300ms'" in result.stdout
@@ -100,7 +83,7 @@ def test_start_with_the_port_taken_fails_with_the_reason(relay):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", relay.port))
         squatter.listen(1)
-        result = cli(relay, "start")
+        result = run_cli(relay.home, "start")
     assert result.returncode == 1
     assert f"could not listen on 127.0.0.1:{relay.port}" in result.stdout
     assert "Address already in use" in result.stdout
@@ -111,9 +94,9 @@ def test_stale_pid_file_is_cleared_by_start(relay):
     dead.wait()
     with open(relay.home.pid_file, "w") as f:
         f.write(str(dead.pid))
-    assert cli(relay, "status").stdout == \
+    assert run_cli(relay.home, "status").stdout == \
         "wireleap-relay is not running (might have crashed, see wireleap-relay.log)\n"
-    started = cli(relay, "start")
+    started = run_cli(relay.home, "start")
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"removing stale pid file {relay.home.pid_file} (pid {dead.pid} is not running)" \
         in started.stderr
@@ -123,16 +106,16 @@ def test_stale_pid_file_is_cleared_by_start(relay):
 def test_unreadable_pid_file_status_cannot_tell(relay):
     with open(relay.home.pid_file, "w") as f:
         f.write("not a pid")
-    result = cli(relay, "status")
+    result = run_cli(relay.home, "status")
     assert (result.returncode, result.stdout) == (2, "could not read wireleap-relay status\n")
-    stop = cli(relay, "stop")
+    stop = run_cli(relay.home, "stop")
     assert stop.returncode == 1
     assert f"could not get pid of wireleap-relay from {relay.home.pid_file}" in stop.stderr
     os.unlink(relay.home.pid_file)
 
 
 def test_stop_without_a_daemon(relay):
-    result = cli(relay, "stop")
+    result = run_cli(relay.home, "stop")
     assert result.returncode == 1
     assert f"could not get pid of wireleap-relay from {relay.home.pid_file}: no such file" \
         in result.stderr

@@ -6,26 +6,20 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import gevent
 import pytest
 import requests
-from conftest import hops, recv_exactly
+from conftest import FAST, hops, recv_exactly, run_cli, wait_for
 from test_stream_errors import payload_for
 
-from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MiB = 1 << 20
-FAST = {"WIRELEAP_HEARTBEAT_INTERVAL": "0.3", "WIRELEAP_RETRY_PAUSE": "0.1"}
 
 
 @pytest.fixture
@@ -36,24 +30,9 @@ def relay(tmp_path, contract):
     proc.stop()
 
 
-def cli(proc, *args):
-    env = dict(os.environ, **FAST, **{HOME_ENV: proc.relay.home.root}, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "wireleap_relay", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
 def workers_of(proc) -> list[int]:
     with open(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children") as f:
         return [int(pid) for pid in f.read().split()]
-
-
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def echo_once(proc, wallet, target) -> bool:
@@ -135,7 +114,7 @@ def test_reload_applies_to_new_streams_and_keeps_running_ones(relay, wallet, sou
     with open(relay.relay.home.config, "w") as f:
         json.dump(cfg, f)
     old_workers = workers_of(relay)
-    result = cli(relay, "reload")
+    result = run_cli(relay.relay.home, "reload", env=FAST)
     assert result.returncode == 0, result.stderr
     assert f"reloaded wireleap-relay daemon (pid {relay.proc.pid})" in result.stderr
     assert wait_for(lambda: "config reloaded" in relay.log_text())
@@ -158,7 +137,7 @@ def test_broken_config_is_refused_and_the_relay_keeps_serving(relay, wallet, ech
         good = f.read()
     with open(relay.relay.home.config, "w") as f:
         f.write(good.replace('"backing"', '"backstage"'))
-    result = cli(relay, "reload")
+    result = run_cli(relay.relay.home, "reload", env=FAST)
     assert result.returncode == 1
     assert "role: must be one of fronting, entropic, backing, got 'backstage'" in result.stdout
     assert "not reloading: the running relay keeps its config" in result.stdout
@@ -179,7 +158,7 @@ def test_reload_enrolls_added_contracts_and_leaves_removed_ones(tmp_path, contra
         cfg["contracts"] = {second.url: entry}
         with open(relay.relay.home.config, "w") as f:
             json.dump(cfg, f)
-        assert cli(relay, "reload").returncode == 0
+        assert run_cli(relay.relay.home, "reload", env=FAST).returncode == 0
         listed = lambda fake: requests.get(fake.url + "/dir/relays", timeout=10).json()  # noqa: E731
         assert wait_for(lambda: relay.relay.address in listed(second))
         assert wait_for(lambda: relay.relay.address not in listed(contract))

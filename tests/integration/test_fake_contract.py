@@ -47,20 +47,6 @@ def upgrade(version: str) -> dict:
 
 
 @pytest.fixture
-def make_fake(tmp_path):
-    started = []
-
-    def make(state_dir=tmp_path / "state", **settings) -> FakeContract:
-        fake = FakeContract(state_dir, **settings).start()
-        started.append(fake)
-        return fake
-
-    yield make
-    for fake in started:
-        fake.stop()
-
-
-@pytest.fixture
 def fake(make_fake) -> FakeContract:
     return make_fake()
 

@@ -38,20 +38,6 @@ UNREACHABLE_502 = ('{"code":502,"description":"gateway is unreachable or down","
 # --- fixtures and helpers ------------------------------------------------------------------
 
 @pytest.fixture
-def make_fake(tmp_path):
-    started: list[FakeContract] = []
-
-    def make(name: str = "fake", **settings) -> FakeContract:
-        fake = FakeContract(tmp_path / name, **settings).start()
-        started.append(fake)
-        return fake
-
-    yield make
-    for fake in started:
-        fake.stop()
-
-
-@pytest.fixture
 def fake(make_fake):
     return make_fake()
 

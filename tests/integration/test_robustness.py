@@ -3,11 +3,10 @@ sockets, shrink the connection window for good, kill a shared connection with on
 header, or put a target address into the log."""
 
 import json
-import time
 
 import gevent
 import pytest
-from conftest import read_to_end, recv_exactly
+from conftest import read_to_end, recv_exactly, wait_for
 from gevent.server import StreamServer
 from test_stream_errors import payload_for
 
@@ -19,15 +18,6 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def backing(circuit3):
     return circuit3[-1]
-
-
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        gevent.sleep(0.05)
-    return False
 
 
 def established_to(port: int) -> int:

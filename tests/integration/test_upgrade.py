@@ -11,14 +11,14 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import ROOT, require_binary
+from conftest import ROOT, require_binary, wait_for
 
+from wireleap_relay import pidfile
 from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
@@ -213,15 +213,6 @@ def sha256(path) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.fixture
 def install(tmp_path, fake, shiv_root, gpg):
     made = []
@@ -294,7 +285,7 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install):
                      "config.json.prev": before["config.json"]}
     assert not os.path.exists(relay.home.quarantine)
     new_pid = relay.pid()
-    assert new_pid != old_pid and alive(new_pid) and not alive(old_pid)
+    assert new_pid != old_pid and pidfile.alive(new_pid) and not pidfile.alive(old_pid)
     assert relay.run("version").stdout == f"{B}\n"
     assert relay.answers_ping()
 
@@ -303,7 +294,7 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install):
     assert relay.snapshot() == before
     assert open(relay.home.config, "rb").read() == config_bytes
     assert relay.run("version").stdout == f"{A}\n"
-    assert not alive(new_pid) and alive(relay.pid())
+    assert not pidfile.alive(new_pid) and pidfile.alive(relay.pid())
     assert relay.answers_ping()
     # Otherwise the next heartbeat's notice would bring B straight back.
     assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{B}"'
@@ -419,7 +410,7 @@ def test_refused_upgrade_leaves_the_relay_running(tmp_path, gpg, published, serv
     assert message in result.stderr
     assert "successfully upgraded" not in result.stdout
     assert running_a.snapshot() == before
-    assert running_a.pid() == pid and alive(pid)
+    assert running_a.pid() == pid and pidfile.alive(pid)
     assert running_a.run("version").stdout == f"{A}\n"
     assert running_a.answers_ping()
 
@@ -441,7 +432,7 @@ def test_not_confirmed_nothing_changes(published, server, fake, running_a, answe
     assert result.returncode == 1
     assert result.stdout.endswith(f"Proceed with upgrade from {A} to {B}? (y/N) {tail}")
     assert running_a.snapshot() == before
-    assert running_a.pid() == pid and alive(pid)
+    assert running_a.pid() == pid and pidfile.alive(pid)
     if tail == "OK, aborting.\n":
         assert not os.path.exists(running_a.home.quarantine)
 
@@ -513,21 +504,13 @@ def test_new_version_that_cannot_start_is_rolled_back_and_skipped(tmp_path, gpg,
     assert f"error: the upgrade to {C} did not complete" in result.stderr
     assert relay.snapshot() == before
     assert relay.run("version").stdout == f"{A}\n"
-    assert not alive(old_pid) and alive(relay.pid())  # stopped for the switch, then back
+    # stopped for the switch, then back
+    assert not pidfile.alive(old_pid) and pidfile.alive(relay.pid())
     assert relay.answers_ping()
     assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{C}"'
 
 
 # --- automatic upgrades from the heartbeat's notice -----------------------------------------
-
-def wait_for(check, what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_automatic_upgrade_on_notice(published, server, fake, install):
     announce(fake, A)  # nothing to do at first
@@ -536,7 +519,8 @@ def test_automatic_upgrade_on_notice(published, server, fake, install):
     old_pid = relay.start()
     before = relay.snapshot()
     announce(fake, B)
-    wait_for(lambda: "wireleap-relay upgraded to 0.7.2" in relay.log(), "the upgrade")
+    assert wait_for(lambda: "wireleap-relay upgraded to 0.7.2" in relay.log(), timeout=120), \
+        "the upgrade"
     log = relay.log()
     for line in (f"Received new update notification for version {B}.",
                  f"Changelog:\n# {B}\n\n- what changed in {B}\n",
@@ -546,7 +530,7 @@ def test_automatic_upgrade_on_notice(published, server, fake, install):
         assert line in log
     assert relay.snapshot()["wireleap-relay"] == sha256(release_file(published, B))
     assert relay.snapshot()["wireleap-relay.prev"] == before["wireleap-relay"]
-    assert not alive(old_pid) and alive(relay.pid())
+    assert not pidfile.alive(old_pid) and pidfile.alive(relay.pid())
     assert relay.answers_ping()
 
 
@@ -557,8 +541,8 @@ def test_automatic_upgrade_refused_is_skipped(tmp_path, published, server, fake,
     pid = relay.start()
     before = relay.snapshot()
     skip = os.path.join(relay.home.root, ".skip-upgrade-version")
-    wait_for(lambda: os.path.exists(skip), "the skip file")
+    assert wait_for(lambda: os.path.exists(skip), timeout=120), "the skip file"
     assert open(skip).read() == f'"{B}"'
     assert f"Could not upgrade to new wireleap-relay version {B}: " in relay.log()
     assert relay.snapshot() == before
-    assert relay.pid() == pid and alive(pid)
+    assert relay.pid() == pid and pidfile.alive(pid)
