@@ -4,7 +4,9 @@ worker processes that serve the streams (`workers.py`).
 
 Signals to the master: SIGTERM, SIGINT, SIGQUIT stop it gracefully; SIGUSR1 (what `reload`
 sends, as the Go relay does) and SIGHUP reload config.json. A broken config is refused and
-the running one kept.
+the running one kept. SIGUSR2 hands over to a new master (`restart`, upgrades): the new
+process inherits the listening socket, so no connection is refused, and the old workers
+finish their running streams while the new ones take the new connections.
 """
 
 import json
@@ -13,7 +15,9 @@ import os
 import resource
 import signal
 import socket
+import subprocess
 import sys
+import time
 
 import gevent
 import gevent.event
@@ -29,13 +33,13 @@ from wireleap_relay.contract.manager import (
     EnrollmentFailed,
     upgrade_notice_logger,
 )
-from wireleap_relay.home import Home
+from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.relay import dialer, tls, tunnel
 from wireleap_relay.relay.server import RelayServer, listen
 from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
-from wireleap_relay.workers import LISTEN_FD_ENV, Supervisor
+from wireleap_relay.workers import LISTEN_FD_ENV, READY_FD_ENV, Supervisor, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,14 @@ STOP_GRACE = 10.0  # seconds running streams get to finish on a graceful stop
 HEARTBEAT_ENV = "WIRELEAP_HEARTBEAT_INTERVAL"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
+HANDOVER_SIGNAL = signal.SIGUSR2
+# What a master tells the master it starts in a hand-over: the socket, and that the pid file
+# names a live master on purpose.
+HANDOVER_FD_ENV = "WIRELEAP_HANDOVER_FD"
+HANDOVER_FROM_ENV = "WIRELEAP_HANDOVER_FROM"
+HANDOVER_TIMEOUT = 90.0
+HANDOVER_GRACE = 60.0  # how long old workers may finish their streams after a hand-over
+HANDOVER_FAILED = "hand-over failed"  # `restart` looks for this in the log
 
 
 class Fatal(Exception):
@@ -80,7 +92,7 @@ class Master:
     def __init__(self, home: Home):
         self.home = home
         self.signals: gevent.queue.Queue = gevent.queue.Queue()
-        for signum in STOP_SIGNALS + RELOAD_SIGNALS:
+        for signum in STOP_SIGNALS + RELOAD_SIGNALS + (HANDOVER_SIGNAL,):
             gevent.signal_handler(signum, self.signals.put, signum)
         try:
             self.raw, self.cfg = load_config(home)
@@ -104,20 +116,25 @@ class Master:
         except OSError as exc:
             raise Fatal(f"could not load the TLS certificate: {exc}") from exc
         try:
-            listener = listen(*self.cfg.listen_host_port)
+            listener = _inherited_listener() or listen(*self.cfg.listen_host_port)
         except OSError as exc:
             raise Fatal(f"could not listen on {self.cfg.address}: {exc}") from exc
         listener.set_inheritable(True)
-        supervisor = Supervisor(own_command(), listener, self.cfg.worker_count)
-        supervisor.start(self.raw, self.manager.gate_state())
-        log.info("Listening for H/2 requests on https://%s with %d workers", self.cfg.address,
-                 self.cfg.worker_count)
         try:
             self.manager.enroll_all()
         except EnrollmentFailed as exc:
-            supervisor.stop(grace=0)
             raise Fatal(str(exc)) from exc
-        supervisor.broadcast(self.manager.gate_state())
+        # Workers start once enrolled: until then connections wait in the listen queue
+        # instead of meeting "controller not started" (or, in a hand-over, the old master's
+        # workers keep serving them).
+        supervisor = Supervisor(own_command(), listener, self.cfg.worker_count)
+        try:
+            supervisor.start(self.raw, self.manager.gate_state())
+        except WorkerFailed as exc:
+            self.manager.disenroll_all()
+            raise Fatal(f"{exc}: see the lines above") from exc
+        log.info("Listening for H/2 requests on https://%s with %d workers", self.cfg.address,
+                 self.cfg.worker_count)
         # Written once listening and enrolled: `start` takes it as the sign the relay is up.
         pidfile.write(self.home.pid_file, os.getpid())
         self._start_background(supervisor)
@@ -126,6 +143,10 @@ class Master:
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
             if signum in RELOAD_SIGNALS:
                 self.reload(supervisor)
+                continue
+            if signum == HANDOVER_SIGNAL:
+                if self.handover(listener, supervisor):
+                    return 0
                 continue
             return self.stop(listener, supervisor)
 
@@ -165,10 +186,39 @@ class Master:
             return
         self.raw, self.cfg = raw, cfg
         supervisor.broadcast(self.manager.gate_state())
-        supervisor.replace_all(raw)
+        try:
+            supervisor.replace_all(raw)
+        except WorkerFailed as exc:
+            log.info("could not start workers with the new config, the running ones stay: "
+                     "%s", exc)
+            return
         gevent.killall(self.background)
         self._start_background(supervisor)
         log.info("config reloaded")
+
+    def handover(self, listener: socket.socket, supervisor: Supervisor) -> bool:
+        """Start a new master (this relay's executable as it is now on disk, so an upgrade
+        puts the new binary in place first) on our listening socket; once it is up and
+        enrolled, retire: no disenrollment (it is the same relay), old workers drain."""
+        log.info("handing over to a new %s...", BINARY_NAME)
+        env = dict(os.environ, **{HANDOVER_FD_ENV: str(listener.fileno()),
+                                  HANDOVER_FROM_ENV: str(os.getpid())})
+        child = subprocess.Popen(own_command() + ["start", "--fg"], env=env,
+                                 pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+        deadline = time.monotonic() + HANDOVER_TIMEOUT
+        while _pid_in_file(self.home) != child.pid:
+            if child.poll() is not None or time.monotonic() > deadline:
+                child.kill()
+                log.info("%s: the new process did not come up (exit %s); this one keeps "
+                         "serving", HANDOVER_FAILED, child.poll())
+                return False
+            gevent.sleep(0.05)
+        log.info("handed over to pid %d; finishing running streams", child.pid)
+        gevent.killall(self.background)
+        supervisor.stop(grace=HANDOVER_GRACE)
+        listener.close()
+        return True
 
     def stop(self, listener, supervisor: Supervisor) -> int:
         """Stop accepting, leave every directory, let running streams finish (each token
@@ -189,6 +239,21 @@ def run_foreground(home: Home) -> int:
     return Master(home).run()
 
 
+def _inherited_listener() -> socket.socket | None:
+    """The socket a handing-over master passed us; taken out of the environment so that
+    our own workers and hand-overs never see a stale one."""
+    fd = os.environ.pop(HANDOVER_FD_ENV, None)
+    os.environ.pop(HANDOVER_FROM_ENV, None)
+    return socket.socket(fileno=int(fd)) if fd else None
+
+
+def _pid_in_file(home: Home) -> int | None:
+    try:
+        return pidfile.read(home.pid_file)
+    except pidfile.PidFileError:
+        return None
+
+
 def run_worker(home: Home) -> int:
     """A worker: serve streams on the inherited socket until told to stop or orphaned."""
     logsetup.configure(tag=f"worker {os.getpid()}: ")
@@ -201,6 +266,9 @@ def run_worker(home: Home) -> int:
     server = RelayServer(listener, tls.server_context(home.tls_cert, home.tls_key),
                          build_context(home, cfg, identity.load(home), gate))
     server.start()
+    ready = int(os.environ.pop(READY_FD_ENV))
+    os.write(ready, b"r")
+    os.close(ready)
     stop = gevent.event.Event()
     for signum in STOP_SIGNALS:
         gevent.signal_handler(signum, stop.set)
@@ -221,7 +289,9 @@ def _refuse_second_daemon(home: Home) -> None:
         pid = pidfile.read(home.pid_file)
     except pidfile.PidFileError:
         return  # unreadable: the new daemon replaces it once it listens
-    if pid is not None and pid != os.getpid() and pidfile.alive(pid):
+    handing_over = os.environ.get(HANDOVER_FROM_ENV)
+    if pid is not None and pid != os.getpid() and str(pid) != handing_over and \
+            pidfile.alive(pid):
         raise Fatal(f"wireleap-relay daemon is already running! (pid {pid})")
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from wireleap_relay import pidfile
-from wireleap_relay.daemon import STOP_GRACE
+from wireleap_relay.daemon import HANDOVER_FAILED, STOP_GRACE
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.selfexec import own_command
 
@@ -90,11 +90,32 @@ def stop(home: Home, say: Callable[[str], None]) -> int:
 
 
 def restart(home: Home, say: Callable[[str], None]) -> int:
-    if os.path.exists(home.pid_file):
-        code = stop(home, say)
-        if code:
-            return code
-    return start(home, say)
+    """A running relay hands over to a new one on the same socket (no refused connection,
+    running streams finish); a stopped one is simply started."""
+    pid = running_pid(home, say)
+    if pid is None:
+        return start(home, say)
+    return handover(home, pid, say)
+
+
+def handover(home: Home, pid: int, say: Callable[[str], None]) -> int:
+    """Ask the master `pid` to start its successor; wait until the successor owns the pid
+    file (it is then listening and enrolled)."""
+    offset = os.path.getsize(home.log_file) if os.path.exists(home.log_file) else 0
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        new = _pid_or_none(home)
+        if new not in (None, pid) and pidfile.alive(new):
+            say(f"restarted {BINARY_NAME} daemon (pid {pid} -> {new})")
+            return 0
+        if not pidfile.alive(pid) or HANDOVER_FAILED in _log_since(home.log_file, offset):
+            break
+        time.sleep(POLL)
+    say(f"{BINARY_NAME} did not restart, the running one keeps serving; "
+        f"{home.log_file} follows:")
+    sys.stdout.write(_log_since(home.log_file, offset))
+    return 1
 
 
 def reload(home: Home, say: Callable[[str], None]) -> int:
@@ -142,6 +163,8 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def _log_since(path: str, offset: int) -> str:
+    if not os.path.exists(path):
+        return ""
     with open(path, "rb") as f:
         f.seek(offset)
         return f.read().decode("utf-8", "replace")

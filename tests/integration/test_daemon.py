@@ -6,7 +6,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, wait_for
 
 from wireleap_relay import pidfile
 from wireleap_relay.testing import circuit
@@ -65,7 +65,22 @@ def test_restart_gives_a_new_daemon(relay):
     restarted = run_cli(relay.home, "restart")
     assert restarted.returncode == 0, restarted.stderr
     second = pid_of(relay)
-    assert second != first and pidfile.alive(second) and not pidfile.alive(first)
+    assert second != first and pidfile.alive(second)
+    assert wait_for(lambda: not pidfile.alive(first))  # retires once its streams are done
+    assert run_cli(relay.home, "status").stdout == f"wireleap-relay is running, pid {second}\n"
+
+
+def test_restart_keeps_the_old_relay_when_the_new_one_cannot_start(relay):
+    assert run_cli(relay.home, "start").returncode == 0
+    first = pid_of(relay)
+    with open(relay.home.key_seed, "w") as f:
+        f.write('"broken"')  # the new master cannot load the identity; the old one has it
+    restarted = run_cli(relay.home, "restart")
+    assert restarted.returncode == 1
+    assert "did not restart, the running one keeps serving" in restarted.stderr
+    assert "has invalid seed size" in restarted.stdout
+    assert pid_of(relay) == first and pidfile.alive(first)
+    assert circuit.ping(relay.address, pool=circuit.ConnectionPool()).code == 200
 
 
 def test_start_with_a_broken_config_fails_with_the_reason(relay):

@@ -182,3 +182,39 @@ def test_sigterm_lets_a_running_transfer_finish(relay, wallet, source_server, co
     assert relay.relay.address not in requests.get(contract.url + "/dir/relays",
                                                    timeout=10).json()
     assert not os.path.exists(relay.relay.home.pid_file)
+
+
+def test_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path, contract, wallet,
+                                                            source_server, echo_server):
+    """`restart` hands the listening socket to a new master: connections keep being
+    accepted throughout, and a transfer running across the switch arrives whole."""
+    proc = RelayProcess(make_home(str(tmp_path), "relay", contract.url, "backing", workers=2),
+                        env=FAST).start()
+    home = proc.relay.home
+    try:
+        transfer = slow_download(proc, wallet, source_server, 32 * MiB)
+        opened, failed = [], []
+        done = gevent.event.Event()
+
+        def keep_connecting() -> None:
+            while not done.is_set():
+                try:
+                    opened.append(echo_once(proc, wallet, echo_server))
+                except Exception as exc:  # any refusal or cut is what this test looks for
+                    failed.append(repr(exc))
+        prober = gevent.spawn(keep_connecting)
+        gevent.sleep(0.5)
+        old = proc.proc.pid
+        result = run_cli(home, "restart", env=FAST)
+        assert result.returncode == 0, result.stdout + result.stderr
+        new = int(open(home.pid_file).read())
+        assert new != old and f"(pid {old} -> {new})" in result.stderr
+        gevent.sleep(1.0)  # connections to the new master's workers
+        done.set()
+        prober.get(timeout=30)
+        assert failed == []
+        assert len(opened) >= 10 and all(opened)
+        assert transfer.get(timeout=60) == 32 * MiB
+        assert proc.proc.wait(70) == 0  # the old master retired once its streams finished
+    finally:
+        run_cli(home, "stop")
