@@ -25,6 +25,7 @@ import gevent.queue
 from gevent.fileobject import FileObjectPosix
 
 from wireleap_relay import config, duration, identity, logsetup, pidfile
+from wireleap_relay.bounds import HANDOVER_FAILED, STOP_GRACE
 from wireleap_relay.contract.client import SignedClient
 from wireleap_relay.contract.gate import Gate, GateState
 from wireleap_relay.contract.manager import (
@@ -43,7 +44,6 @@ from wireleap_relay.workers import LISTEN_FD_ENV, READY_FD_ENV, Supervisor, Work
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE = 10.0  # seconds running streams get to finish on a graceful stop
 # Test-only: Go's heartbeat interval is a fixed 5 minutes.
 HEARTBEAT_ENV = "WIRELEAP_HEARTBEAT_INTERVAL"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -55,7 +55,6 @@ HANDOVER_FD_ENV = "WIRELEAP_HANDOVER_FD"
 HANDOVER_FROM_ENV = "WIRELEAP_HANDOVER_FROM"
 HANDOVER_TIMEOUT = 90.0
 HANDOVER_GRACE = 60.0  # how long old workers may finish their streams after a hand-over
-HANDOVER_FAILED = "hand-over failed"  # `restart` looks for this in the log
 
 
 class Fatal(Exception):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from wireleap_relay import pidfile
-from wireleap_relay.daemon import HANDOVER_FAILED, STOP_GRACE
+from wireleap_relay.bounds import HANDOVER_FAILED, STOP_GRACE
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.selfexec import own_command
 

@@ -10,10 +10,12 @@ import sys
 import time
 
 import gevent
+import gevent.event
 import pytest
 from gevent.server import DatagramServer, StreamServer
 
 from wireleap_relay.home import HOME_ENV, Home
+from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
@@ -217,3 +219,69 @@ def require_binary(name: str) -> str:
     if found is None:
         external_missing(f"{name} is not installed")
     return found
+
+
+def _hops(relay) -> list[tuple[str, bytes]]:
+    """A RelayProcess or a RelayHome as a 1-hop circuit."""
+    home = getattr(relay, "relay", relay)
+    return [(home.address, home.pubkey)]
+
+
+def echo_once(relay, wallet, target: str) -> bool:
+    pipe = circuit.dial(_hops(relay), target, "tcp", *wallet.current(),
+                        pool=circuit.ConnectionPool())
+    pipe.settimeout(20)
+    pipe.sendall(b"ping")
+    ok = recv_exactly(pipe, 4) == b"ping"
+    pipe.close()
+    return ok
+
+
+def slow_download(relay, wallet, source: str, size: int,
+                  per_read: int = 256 * 1024) -> gevent.Greenlet:
+    """A transfer that takes a while: the client reads slowly, so flow control holds the
+    relay back, and the stream stays open across whatever the test does meanwhile. The
+    greenlet's value is the number of bytes that arrived intact (the source's pattern)."""
+    pipe = circuit.dial(_hops(relay), source, "tcp", *wallet.current(),
+                        pool=circuit.ConnectionPool())
+    pipe.settimeout(30)
+    pipe.sendall(b"%d\n" % size)
+    block = pattern_block()
+
+    def run() -> int:
+        got = 0
+        while got < size:
+            burst = recv_exactly(pipe, min(per_read, size - got))
+            if not burst:
+                break
+            start = got % len(block)
+            expected = (block * 3)[start:start + len(burst)]
+            assert burst == expected, f"corrupt data at byte {got}"
+            got += len(burst)
+            gevent.sleep(0.02)  # about 10 MB/s at most: a few seconds for the test
+        return got
+    return gevent.spawn(run)
+
+
+class KeepConnecting:
+    """New circuits through `relay`, one after the other, until told to stop: whatever is
+    refused or cut on the way is recorded."""
+
+    def __init__(self, relay, wallet, target: str):
+        self.opened: list[bool] = []
+        self.failed: list[str] = []
+        self._done = gevent.event.Event()
+        self._greenlet = gevent.spawn(self._run, relay, wallet, target)
+
+    def _run(self, relay, wallet, target: str) -> None:
+        while not self._done.is_set():
+            try:
+                self.opened.append(echo_once(relay, wallet, target))
+            except Exception as exc:  # any refusal or cut is what the tests look for
+                self.failed.append(repr(exc))
+
+    def assert_none_failed(self) -> None:
+        self._done.set()
+        self._greenlet.get(timeout=30)
+        assert self.failed == []
+        assert len(self.opened) >= 10 and all(self.opened)

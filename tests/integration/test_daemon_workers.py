@@ -10,7 +10,15 @@ import signal
 import gevent
 import pytest
 import requests
-from conftest import FAST, hops, recv_exactly, run_cli, wait_for
+from conftest import (
+    FAST,
+    KeepConnecting,
+    echo_once,
+    hops,
+    run_cli,
+    slow_download,
+    wait_for,
+)
 from test_stream_errors import payload_for
 
 from wireleap_relay.testing import circuit
@@ -33,36 +41,6 @@ def relay(tmp_path, contract):
 def workers_of(proc) -> list[int]:
     with open(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children") as f:
         return [int(pid) for pid in f.read().split()]
-
-
-def echo_once(proc, wallet, target) -> bool:
-    pipe = circuit.dial(hops([proc]), target, "tcp", *wallet.current(),
-                        pool=circuit.ConnectionPool())
-    pipe.settimeout(20)
-    pipe.sendall(b"ping")
-    ok = recv_exactly(pipe, 4) == b"ping"
-    pipe.close()
-    return ok
-
-
-def slow_download(proc, wallet, source, size, per_read=256 * 1024):
-    """A transfer that takes a while: the client reads slowly, so flow control holds the
-    relay back, and the stream stays open across whatever the test does meanwhile."""
-    pipe = circuit.dial(hops([proc]), source, "tcp", *wallet.current(),
-                        pool=circuit.ConnectionPool())
-    pipe.settimeout(30)
-    pipe.sendall(b"%d\n" % size)
-
-    def run() -> int:
-        got = 0
-        while got < size:
-            burst = recv_exactly(pipe, min(per_read, size - got))
-            if not burst:
-                break
-            got += len(burst)
-            gevent.sleep(0.02)  # about 10 MB/s at most: a few seconds for the test
-        return got
-    return gevent.spawn(run)
 
 
 def test_workers_serve_and_a_killed_one_is_replaced(relay, wallet, echo_server):
@@ -193,16 +171,7 @@ def test_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path, contract,
     home = proc.relay.home
     try:
         transfer = slow_download(proc, wallet, source_server, 32 * MiB)
-        opened, failed = [], []
-        done = gevent.event.Event()
-
-        def keep_connecting() -> None:
-            while not done.is_set():
-                try:
-                    opened.append(echo_once(proc, wallet, echo_server))
-                except Exception as exc:  # any refusal or cut is what this test looks for
-                    failed.append(repr(exc))
-        prober = gevent.spawn(keep_connecting)
+        prober = KeepConnecting(proc, wallet, echo_server)
         gevent.sleep(0.5)
         old = proc.proc.pid
         result = run_cli(home, "restart", env=FAST)
@@ -210,10 +179,7 @@ def test_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path, contract,
         new = int(open(home.pid_file).read())
         assert new != old and f"(pid {old} -> {new})" in result.stderr
         gevent.sleep(1.0)  # connections to the new master's workers
-        done.set()
-        prober.get(timeout=30)
-        assert failed == []
-        assert len(opened) >= 10 and all(opened)
+        prober.assert_none_failed()
         assert transfer.get(timeout=60) == 32 * MiB
         assert proc.proc.wait(70) == 0  # the old master retired once its streams finished
     finally:

@@ -14,18 +14,21 @@ import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import gevent
 import pytest
 import requests
-from conftest import ROOT, require_binary, wait_for
+from conftest import ROOT, KeepConnecting, require_binary, slow_download, wait_for
 
 from wireleap_relay import pidfile
 from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.relayproc import make_home
+from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.wire import b64
 
 ARTIFACT = "wireleap-relay_linux-amd64"
+MiB = 1 << 20
 A, B, C = "0.7.1", "0.7.2", "0.7.3"  # C: a signed release whose daemon cannot start
 NOT_SUPPORTED = "Your wireleap-relay binary does not support upgrades (manual build?), " \
                 "aborting."
@@ -258,16 +261,25 @@ def test_release_files_check_as_the_readme_says(published):
 
 # --- the whole way: A to B, then rollback to A ----------------------------------------------
 
-def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install):
+def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install, source_server,
+                                         echo_server):
+    """Under load: a transfer runs across the switch and new circuits keep being opened;
+    none is refused or cut."""
     announce(fake, B)
     server.publish(published)
     relay = install(release_file(published, A))
     old_pid = relay.start()
     before = relay.snapshot()
     config_bytes = open(relay.home.config, "rb").read()
+    wallet = Wallet(fake.url)
+    transfer = slow_download(relay.relay, wallet, source_server, 64 * MiB)
+    prober = KeepConnecting(relay.relay, wallet, echo_server)
 
     upgraded = relay.run("upgrade", answer="y\n")
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    gevent.sleep(1.0)  # circuits through the new version's workers too
+    prober.assert_none_failed()
+    assert transfer.get(timeout=120) == 64 * MiB
     out = upgraded.stdout
     assert f"Changelog for version {B}:\n# {B}\n\n- what changed in {B}\n" in out
     assert f"Proceed with upgrade from {A} to {B}? (y/N) " in out
@@ -285,7 +297,8 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install):
                      "config.json.prev": before["config.json"]}
     assert not os.path.exists(relay.home.quarantine)
     new_pid = relay.pid()
-    assert new_pid != old_pid and pidfile.alive(new_pid) and not pidfile.alive(old_pid)
+    assert new_pid != old_pid and pidfile.alive(new_pid)
+    assert wait_for(lambda: not pidfile.alive(old_pid))  # handed over, then retired
     assert relay.run("version").stdout == f"{B}\n"
     assert relay.answers_ping()
 
@@ -504,8 +517,7 @@ def test_new_version_that_cannot_start_is_rolled_back_and_skipped(tmp_path, gpg,
     assert f"error: the upgrade to {C} did not complete" in result.stderr
     assert relay.snapshot() == before
     assert relay.run("version").stdout == f"{A}\n"
-    # stopped for the switch, then back
-    assert not pidfile.alive(old_pid) and pidfile.alive(relay.pid())
+    assert relay.pid() == old_pid and pidfile.alive(old_pid)  # it never stopped serving
     assert relay.answers_ping()
     assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{C}"'
 
@@ -530,7 +542,8 @@ def test_automatic_upgrade_on_notice(published, server, fake, install):
         assert line in log
     assert relay.snapshot()["wireleap-relay"] == sha256(release_file(published, B))
     assert relay.snapshot()["wireleap-relay.prev"] == before["wireleap-relay"]
-    assert not pidfile.alive(old_pid) and pidfile.alive(relay.pid())
+    assert pidfile.alive(relay.pid())
+    assert wait_for(lambda: not pidfile.alive(old_pid))  # handed over, then retired
     assert relay.answers_ping()
 
 

@@ -29,15 +29,7 @@ def rollback(home: Home) -> None:
     error, output = binary.run(stopper, "stop", capture=True)
     if error:
         log.info("'%s stop' returned error %s, output: %s", stopper, error, output.strip())
-    if os.path.exists(home.binary_prev):
-        undone = _version_of(home.binary)
-        log.info("restoring old binary...")
-        _restore(home.binary_prev, home.binary)
-        if undone:
-            skipversion.skip(home.root, undone, log.info)
-    if os.path.exists(home.config_prev):
-        log.info("restoring old config file...")
-        _restore(home.config_prev, home.config)
+    restore_files(home)
     log.info("starting old %s...", BINARY_NAME)
     failures = []
     for attempt in range(1, START_TRIES + 1):
@@ -47,6 +39,20 @@ def rollback(home: Home) -> None:
         failures.append(f"FAILED to start old {BINARY_NAME}, try {attempt}: {error}")
     raise UpgradeError(f"failed to bring old binary up -- there is no {BINARY_NAME} "
                        f"running! {' '.join(failures)}")
+
+
+def restore_files(home: Home) -> None:
+    """Put `.prev` binary and config back over the current ones; the undone version goes to
+    the skip file."""
+    if os.path.exists(home.binary_prev):
+        undone = _version_of(home.binary)
+        log.info("restoring old binary...")
+        _restore(home.binary_prev, home.binary)
+        if undone:
+            skipversion.skip(home.root, undone, log.info)
+    if os.path.exists(home.config_prev):
+        log.info("restoring old config file...")
+        _restore(home.config_prev, home.config)
 
 
 def _version_of(path: str) -> str | None:

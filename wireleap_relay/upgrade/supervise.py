@@ -2,16 +2,16 @@
 `wireleap-relay.next supervise-upgrade <old version>` in a session of its own, so it
 outlives the process that launched it (on an automatic upgrade it stops that very daemon).
 
-Steps: migrate the config into `config.json.next`; stop the old daemon with the old
-binary's `stop`; put the new binary and config in place, keeping `wireleap-relay.prev` and
-`config.json.prev`; start the new daemon with `start`; and check that it answers a PING on
-its listener. Any failure after the old daemon stopped rolls back and writes the new
-version to `.skip-upgrade-version`.
+Steps: migrate the config into `config.json.next`; put the new binary and config in place,
+keeping `wireleap-relay.prev` and `config.json.prev`; have the running daemon hand its
+listening socket over to the new binary (as `restart` does: no refused connection, running
+streams finish on the old workers), or start it when none runs; and check that it answers a
+PING on its listener. If the new daemon does not come up, the old one never stopped
+serving: the files are put back and the version goes to `.skip-upgrade-version`.
 
 Unlike the Go relay, the files are renamed before the new daemon starts, not after: this
 daemon reads only `config.json` (a leftover `config.json.next` never wins silently), and
-a daemon started from `wireleap-relay.next` would run from a path that is gone a moment
-later. Between `stop` and the new daemon's listener there is a short gap in service.
+the hand-over starts whatever binary is in place.
 """
 
 import logging
@@ -19,7 +19,7 @@ import os
 import subprocess
 import time
 
-from wireleap_relay import config, identity, pidfile, skipversion
+from wireleap_relay import config, identity, lifecycle, pidfile, skipversion
 from wireleap_relay.fsutil import fsync_dir
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.semver import precedence
@@ -57,18 +57,19 @@ def supervise(home: Home, from_version: str) -> int:
     log.info("removing .prev files if present...")
     for path in (home.config_prev, home.binary_prev):
         _remove(path)
-    log.info("stopping old %s if running...", BINARY_NAME)
     pid = _running_pid(home)
-    if pid is not None:
-        log.info("found old %s, pid %d", BINARY_NAME, pid)
-        error, _ = binary.run(home.binary, "stop")
-        if error:
-            return _abort([f"stopping old binary returned error {error}"])
     try:
         _switch(home)
-        _start(home)
     except UpgradeError as exc:
-        return _undo(home, new, str(exc))
+        return _undo(home, new, str(exc), running=pid is not None)
+    if pid is not None:
+        log.info("handing over from the old %s, pid %d...", BINARY_NAME, pid)
+        if lifecycle.handover(home, pid, log.info) != 0:
+            return _undo(home, new, "the new binary did not take over", running=True)
+    try:
+        _start(home, already_running=pid is not None)
+    except UpgradeError as exc:
+        return _undo(home, new, str(exc), running=False)
     log.info("%s upgraded to %s (was %s)", BINARY_NAME, new, from_version)
     return 0
 
@@ -83,11 +84,12 @@ def _switch(home: Home) -> None:
     fsync_dir(home.root)
 
 
-def _start(home: Home) -> None:
-    log.info("running new %s...", BINARY_NAME)
-    error, _ = binary.run(home.binary, "start")
-    if error:
-        raise UpgradeError(f"'{home.binary} start' returned error {error}")
+def _start(home: Home, already_running: bool) -> None:
+    if not already_running:
+        log.info("running new %s...", BINARY_NAME)
+        error, _ = binary.run(home.binary, "start")
+        if error:
+            raise UpgradeError(f"'{home.binary} start' returned error {error}")
     try:
         cfg, _ = config.load(home.config)
         relay_pk = identity.load(home).public_key_b64
@@ -107,11 +109,15 @@ def _start(home: Home) -> None:
             time.sleep(1.0)
 
 
-def _undo(home: Home, new: str, error: str) -> int:
+def _undo(home: Home, new: str, error: str, running: bool) -> int:
+    """Put the old files back; restart the old relay only if it is not still serving."""
     errors = [error]
     log.info("handling upgrade failure...")
     try:
-        rollback.rollback(home)
+        if running:
+            rollback.restore_files(home)
+        else:
+            rollback.rollback(home)
     except UpgradeError as exc:
         errors.append(f"rollback FAILED: {exc}")
     _remove(home.binary_next)  # the failed version, when it was not moved yet
