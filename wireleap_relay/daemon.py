@@ -206,7 +206,7 @@ class Master:
                                  pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL,
                                  start_new_session=True)
         deadline = time.monotonic() + HANDOVER_TIMEOUT
-        while _pid_in_file(self.home) != child.pid:
+        while pidfile.read_quietly(self.home.pid_file) != child.pid:
             if child.poll() is not None or time.monotonic() > deadline:
                 child.kill()
                 log.info("%s: the new process did not come up (exit %s); this one keeps "
@@ -245,12 +245,6 @@ def _inherited_listener() -> socket.socket | None:
     os.environ.pop(HANDOVER_FROM_ENV, None)
     return socket.socket(fileno=int(fd)) if fd else None
 
-
-def _pid_in_file(home: Home) -> int | None:
-    try:
-        return pidfile.read(home.pid_file)
-    except pidfile.PidFileError:
-        return None
 
 
 def run_worker(home: Home) -> int:

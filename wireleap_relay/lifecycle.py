@@ -52,7 +52,7 @@ def start(home: Home, say: Callable[[str], None]) -> int:
             say(f"{BINARY_NAME} is not running, {home.log_file} follows:")
             sys.stdout.write(_log_since(home.log_file, offset))
             return 1
-        if _pid_or_none(home) == child.pid:
+        if pidfile.read_quietly(home.pid_file) == child.pid:
             say(f"successfully spawned {BINARY_NAME} with pid {child.pid}, "
                 f"writing to {home.log_file}")
             return 0
@@ -105,7 +105,7 @@ def handover(home: Home, pid: int, say: Callable[[str], None]) -> int:
     os.kill(pid, signal.SIGUSR2)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        new = _pid_or_none(home)
+        new = pidfile.read_quietly(home.pid_file)
         if new not in (None, pid) and pidfile.alive(new):
             say(f"restarted {BINARY_NAME} daemon (pid {pid} -> {new})")
             return 0
@@ -144,13 +144,6 @@ def status(home: Home) -> tuple[int, str]:
         return EXIT_NOT_RUNNING, (f"{BINARY_NAME} is not running (might have crashed, "
                                   f"see {BINARY_NAME}.log)")
     return EXIT_RUNNING, f"{BINARY_NAME} is running, pid {pid}"
-
-
-def _pid_or_none(home: Home) -> int | None:
-    try:
-        return pidfile.read(home.pid_file)
-    except pidfile.PidFileError:
-        return None  # being replaced right now
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

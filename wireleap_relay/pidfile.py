@@ -30,6 +30,14 @@ def read(path: str) -> int | None:
     return pid
 
 
+def read_quietly(path: str) -> int | None:
+    """The pid, or None for a missing or unreadable file (one being replaced right now)."""
+    try:
+        return read(path)
+    except PidFileError:
+        return None
+
+
 def write(path: str, pid: int) -> None:
     write_atomic(path, json.dumps(pid).encode())
 

@@ -45,10 +45,6 @@ class RelayServer:
     def start(self) -> None:
         self._server.start()
 
-    def set_context(self, context: tunnel.RelayContext) -> None:
-        """New streams use the new context; running ones keep theirs."""
-        self.context = context
-
     def stop_accepting(self) -> None:
         self._server.close()
 

@@ -133,10 +133,7 @@ def _abort(errors: list[str]) -> int:
 
 
 def _running_pid(home: Home) -> int | None:
-    try:
-        pid = pidfile.read(home.pid_file)
-    except pidfile.PidFileError:
-        return None
+    pid = pidfile.read_quietly(home.pid_file)
     return pid if pid is not None and pidfile.alive(pid) else None
 
 
