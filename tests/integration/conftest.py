@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import gevent
 import gevent.event
@@ -129,12 +130,17 @@ def _echo(sock: socket.socket, _addr) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
-def echo_server():
-    server = StreamServer(("127.0.0.1", 0), _echo)
+def tcp_server(handler) -> Iterator[str]:
+    """Serve `handler(sock, addr)` on a loopback port for a fixture; yields "host:port"."""
+    server = StreamServer(("127.0.0.1", 0), handler)
     server.start()
     yield f"127.0.0.1:{server.address[1]}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def echo_server():
+    yield from tcp_server(_echo)
 
 
 @pytest.fixture(scope="session")
@@ -168,10 +174,7 @@ def pattern_block() -> bytes:
 
 @pytest.fixture(scope="session")
 def source_server():
-    server = StreamServer(("127.0.0.1", 0), _source)
-    server.start()
-    yield f"127.0.0.1:{server.address[1]}"
-    server.stop()
+    yield from tcp_server(_source)
 
 
 def recv_exactly(stream, size: int) -> bytes:

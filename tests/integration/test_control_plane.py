@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from conftest import FAST, hops, recv_exactly, run_cli, wait_for
+from conftest import FAST, echo_once, hops, recv_exactly, run_cli, wait_for
 
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
@@ -108,13 +108,7 @@ def test_upgrade_notice_is_logged_once_and_skipped(tmp_path, make_fake, procs):
 def test_streams_are_refused_for_contracts_not_enrolled(tmp_path, make_fake, procs, echo_server):
     fake = make_fake()
     proc = start_relay(tmp_path, procs, [fake.url]).start()
-    wallet = Wallet(fake.url)
-    pipe = circuit.dial(hops([proc]), echo_server, "tcp", *wallet.current(),
-                        pool=circuit.ConnectionPool())
-    pipe.settimeout(20)
-    pipe.sendall(b"ok")
-    assert recv_exactly(pipe, 2) == b"ok"
-    pipe.close()
+    assert echo_once(proc, Wallet(fake.url), echo_server)
     other = make_fake(contract_seed=b"\x07" * 32)
     refused = circuit.dial(hops([proc]), echo_server, "tcp", *Wallet(other.url).current(),
                            pool=circuit.ConnectionPool())

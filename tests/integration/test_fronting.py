@@ -37,12 +37,12 @@ from conftest import (
     read_to_end,
     recv_exactly,
     require_binary,
+    tcp_server,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from gevent.server import StreamServer
 
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.h2client import connect
@@ -329,10 +329,7 @@ def _reset_after_hello(sock: socket.socket, _addr) -> None:
 
 @pytest.fixture(scope="module")
 def resetting_server():
-    server = StreamServer(("127.0.0.1", 0), _reset_after_hello)
-    server.start()
-    yield f"127.0.0.1:{server.address[1]}"
-    server.stop()
+    yield from tcp_server(_reset_after_hello)
 
 
 def _bad_payload(front: Front, circuit3, wallet, pool):

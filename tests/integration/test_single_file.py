@@ -6,10 +6,9 @@ import os
 import shutil
 import subprocess
 
-from conftest import hops, recv_exactly
+from conftest import echo_once
 
 from wireleap_relay.home import HOME_ENV
-from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 
 NAME = "wireleap-relay_linux-amd64"
@@ -62,12 +61,7 @@ def test_the_built_relay_serves_a_circuit(built, tmp_path, contract, wallet, ech
     shutil.copy(built / NAME, binary)
     proc = RelayProcess(relay, command=[binary]).start()
     try:
-        pipe = circuit.dial(hops([proc]), echo_server, "tcp", *wallet.current(),
-                            pool=circuit.ConnectionPool())
-        pipe.settimeout(30)
-        pipe.sendall(b"from the single file")
-        assert recv_exactly(pipe, 20) == b"from the single file"
-        pipe.close()
+        assert echo_once(proc, wallet, echo_server)
     finally:
         assert proc.stop() == 0  # graceful; the Go relay exits 143 here
     assert "Listening for H/2 requests on https://127.0.0.1:" in proc.log_text()
