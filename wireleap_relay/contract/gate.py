@@ -15,8 +15,8 @@ class GateState:
     enrolled: frozenset[bytes] = frozenset()
 
     @property
-    def trusted(self) -> set[bytes]:
-        return set(self.configured)
+    def trusted(self) -> frozenset[bytes]:
+        return self.configured
 
     def check(self, contract_pk: bytes) -> None:
         if not self.started:
@@ -44,7 +44,7 @@ class Gate:
         self.state = state
 
     @property
-    def trusted(self) -> set[bytes]:
+    def trusted(self) -> frozenset[bytes]:
         return self.state.trusted
 
     def check(self, contract_pk: bytes) -> None:

@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,7 +40,7 @@ class ContractGate(Protocol):
     """Which service contracts this relay serves right now (the contract manager)."""
 
     @property
-    def trusted(self) -> set[bytes]: ...
+    def trusted(self) -> AbstractSet[bytes]: ...
 
     def check(self, contract_pk: bytes) -> None:
         """Raise Refused unless streams for this contract are accepted now."""

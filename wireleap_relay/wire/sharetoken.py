@@ -2,6 +2,7 @@
 signatures and the relay's verification order, with the Go relay's error texts."""
 
 import os
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,7 @@ class Sharetoken:
         return cls(**{**unsigned.__dict__, "signature": signature})
 
 
-def verify(token: Sharetoken, own_pubkey: bytes, trusted_contracts: set[bytes],
+def verify(token: Sharetoken, own_pubkey: bytes, trusted_contracts: AbstractSet[bytes],
            now: int) -> None:
     """The relay's checks in Go's order and with Go's texts (wire.md §4.5).
 
