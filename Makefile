@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test build release lint run bench clean
+.PHONY: test build lock release lint run bench clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ test: $(VENV)/.installed
 
 build: $(VENV)/.installed
 	contrib/build-bin.sh build
+
+# Re-pin the single file's wheels (contrib/singlefile.lock) after changing install_requires.
+lock: $(VENV)/.installed
+	$(PY) contrib/singlefile.py lock
 
 # Needs WIRELEAP_RELEASE_KEY and WIRELEAP_RELEASE_URL: see contrib/release.sh and the README.
 release: $(VENV)/.installed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the single-file relay with shiv: OUTDIR/wireleap-relay_linux-amd64 (an executable
-# zipapp) and its .hash in `sha512sum` format, so `sha512sum -c` accepts it.
+# Builds the single-file relay: OUTDIR/wireleap-relay_linux-amd64 (an executable zipapp for
+# CPython 3.10-3.14, see contrib/singlefile.py) and its .hash in `sha512sum` format, so
+# `sha512sum -c` accepts it. Two builds of one commit give the same bytes.
 #
 # Settings baked into the binary (wireleap_relay/_build.py), taken from the environment:
 #   WIRELEAP_VERSION          the version; default: from git (wireleap_relay/version.py)
@@ -31,17 +32,12 @@ elif [ "$UPGRADE" != False ]; then
     exit 1
 fi
 
-# Build from a copy of the sources, so the tree is never modified and builds can run side
-# by side (a _build.py left in the tree would change every relay run from source).
-STAGE=$(mktemp -d)
-trap 'rm -rf "$STAGE"' EXIT
-cp -r setup.py setup.cfg README.md LICENSE wireleap_relay "$STAGE/"
-find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
-rm -f "$STAGE/wireleap_relay/_build.py"
+SETTINGS=$(mktemp)
+trap 'rm -f "$SETTINGS"' EXIT
 
 # Bake the settings in: a .pyz cannot ask git at run time.
 VERSION=$VERSION UPGRADE=$UPGRADE RELEASE_URL=$RELEASE_URL CHANGELOG_URL=$CHANGELOG_URL \
-KEYRING=$KEYRING $PY - "$STAGE/wireleap_relay/_build.py" <<'EOF'
+KEYRING=$KEYRING $PY - "$SETTINGS" <<'EOF'
 import os
 import sys
 
@@ -62,8 +58,6 @@ EOF
 
 mkdir -p "$OUTDIR"
 rm -f "$OUTDIR/$NAME" "$OUTDIR/$NAME.hash"
-$PY -m shiv --quiet -p '/usr/bin/env python3' -e wireleap_relay.__main__:main \
-    --reproducible -o "$OUTDIR/$NAME" "$STAGE" >/dev/null
-chmod 0755 "$OUTDIR/$NAME"
+$PY contrib/singlefile.py build "$OUTDIR/$NAME" "$SETTINGS"
 (cd "$OUTDIR" && sha512sum "$NAME" > "$NAME.hash")
 echo "built $OUTDIR/$NAME version $VERSION$([ "$UPGRADE" = True ] && echo ', upgrade support on')"

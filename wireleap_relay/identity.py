@@ -94,7 +94,7 @@ def make_certificate(identity: Identity) -> tuple[bytes, bytes]:
     O=Wireleap, SAN wireleap.com, 100 years, random 128-bit serial."""
     key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(identity.signing_key))
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Wireleap")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

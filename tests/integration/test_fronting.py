@@ -83,7 +83,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     ed25519 one upstream)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, EXAMPLE_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
@@ -128,7 +128,8 @@ class Front:
         try:
             yield
         except BaseException as exc:
-            exc.add_note(self.logs())
+            # add_note() is 3.11+; pytest shows __notes__ on 3.10 as well
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), self.logs()]
             raise
 
     def wait_listening(self) -> None:

@@ -134,7 +134,7 @@ def test_certificate(created):
 
     validity = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert validity == datetime.timedelta(days=36500)
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     assert cert.not_valid_before_utc <= now < cert.not_valid_before_utc + datetime.timedelta(1)
 
 
