@@ -1,5 +1,8 @@
 """The command line: docopt usage texts are the help, each command a small function.
 
+Each command imports the modules it needs when it runs: the daemon, the control plane and
+the upgrade machinery cost a quarter of a second to import, which `version` should not pay.
+
 Texts and exit codes follow the Go relay (operations.md §1): usage errors and `help` go to
 stderr with exit 2, `COMMAND -h` prints the command's usage with exit 0.
 """
@@ -12,9 +15,7 @@ from dataclasses import dataclass
 
 from docopt import DocoptExit, docopt
 
-from wireleap_relay import config, daemon, home, identity, lifecycle, version
-from wireleap_relay.contract import payout
-from wireleap_relay.upgrade import UpgradeError, manual, migrate, rollback, supervise
+from wireleap_relay import config, home, lifecycle, version
 
 log = logging.getLogger("wireleap_relay")
 
@@ -45,6 +46,8 @@ class Command:
 
 
 def cmd_init(args: dict) -> int:
+    from wireleap_relay import identity
+
     where = home.current()
     present = identity.exists(where)
     if present and not args["--force"]:
@@ -73,6 +76,8 @@ def cmd_start(args: dict) -> int:
     where = home.current()
     if not args["--fg"]:
         return lifecycle.start(where, log.info)
+    from wireleap_relay import daemon
+
     try:
         return daemon.run_foreground(where)
     except daemon.Fatal as exc:
@@ -81,6 +86,8 @@ def cmd_start(args: dict) -> int:
 
 
 def cmd_worker(args: dict) -> int:
+    from wireleap_relay import daemon
+
     return daemon.run_worker(home.current())
 
 
@@ -113,6 +120,9 @@ def cmd_status(args: dict) -> int:
 
 
 def cmd_balance(args: dict) -> int:
+    from wireleap_relay import identity
+    from wireleap_relay.contract import payout
+
     where = home.current()
     try:
         urls = payout.contract_urls(where.config)
@@ -131,6 +141,9 @@ def cmd_balance(args: dict) -> int:
 
 
 def cmd_withdraw(args: dict) -> int:
+    from wireleap_relay import identity
+    from wireleap_relay.contract import payout
+
     where = home.current()
     try:
         payout.contract_urls(where.config)  # unused, but Go refuses to go on without it
@@ -147,10 +160,14 @@ def cmd_withdraw(args: dict) -> int:
 
 
 def cmd_upgrade(args: dict) -> int:
+    from wireleap_relay.upgrade import manual
+
     return manual.upgrade(home.current())
 
 
 def cmd_rollback(args: dict) -> int:
+    from wireleap_relay.upgrade import UpgradeError, rollback
+
     try:
         rollback.rollback(home.current())
     except UpgradeError as exc:
@@ -160,10 +177,14 @@ def cmd_rollback(args: dict) -> int:
 
 
 def cmd_supervise_upgrade(args: dict) -> int:
+    from wireleap_relay.upgrade import supervise
+
     return supervise.supervise(home.current(), args["FROM_VERSION"] or version.software_version())
 
 
 def cmd_migrate(args: dict) -> int:
+    from wireleap_relay.upgrade import UpgradeError, migrate
+
     if not args["FROM_VERSION"]:
         log.error("which version to migrate from? usage: `wireleap-relay migrate 1.2.3`")
         return EXIT_FAIL
