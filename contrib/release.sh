@@ -72,5 +72,9 @@ rm "$NAME.hash.txt"
 gpg --batch --verify "$NAME.hash" 2>/dev/null || { echo "the signature does not verify" >&2; exit 1; }
 sha256sum --quiet -c "$NAME.hash" 2>/dev/null
 sha512sum --quiet -c "$NAME.hash" 2>/dev/null
-[ "$(./$NAME version)" = "$VERSION" ] || { echo "the binary is not version $VERSION" >&2; exit 1; }
+# It unpacks into its home: a scratch one, so the published folder holds only the release.
+SCRATCH=$(mktemp -d)
+said=$(WIRELEAP_HOME=$SCRATCH ./$NAME version) || said=""
+rm -rf "$SCRATCH"
+[ "$said" = "$VERSION" ] || { echo "the binary is not version $VERSION" >&2; exit 1; }
 echo "release $VERSION in $OUTDIR, signed by $FPR"

@@ -40,6 +40,7 @@ from wireleap_relay.relay.server import RelayServer, listen
 from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
+from wireleap_relay.upgrade import unpacked
 from wireleap_relay.workers import LISTEN_FD_ENV, READY_FD_ENV, Supervisor, WorkerFailed
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class Master:
                  self.cfg.worker_count)
         # Written once listening and enrolled: `start` takes it as the sign the relay is up.
         pidfile.write(self.home.pid_file, os.getpid())
+        unpacked.prune(self.home)
         self._start_background(supervisor)
         while True:
             signum = self.signals.get()

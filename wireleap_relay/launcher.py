@@ -1,7 +1,8 @@
 """The single file's `__main__.py` (contrib/singlefile.py puts it there): the first code to
 run, on whatever interpreter the operator has. It checks that interpreter, unpacks the
-libraries into the relay's home (not shiv's default ~/.shiv), then hands over to shiv's
-bootstrap, which runs `wireleap_relay.__main__:main`.
+libraries into the relay's home (not shiv's default ~/.shiv) with shiv's extraction, and
+runs `wireleap_relay.__main__:main` from there. It stands in for shiv's bootstrap, which
+would name the folder after the file as well as the build and open the archive again.
 
 It must parse on any Python, so that an unsupported one prints one line instead of a
 traceback: no f-strings, no annotations (type comments instead), nothing third-party.
@@ -94,25 +95,43 @@ def unpack_root(home):
 
 
 def unpack(archive_path, root):
-    # type: (str, str) -> None
-    """Unpack the archive's site-packages under root once per build (shiv's own layout
-    and lock, so its bootstrap finds them there); a failed unpack leaves nothing behind."""
+    # type: (str, str) -> str
+    """The archive's site-packages, unpacked under root once per build with shiv's lock
+    and atomic rename; a failed unpack leaves nothing behind. A folder is named by the
+    build alone: `wireleap-relay.next` and `wireleap-relay` of one build share it."""
     import shutil
     import zipfile
+    from pathlib import Path
 
     import _bootstrap  # shiv's, at the archive's top level
     from _bootstrap.environment import Environment
 
     with zipfile.ZipFile(archive_path) as archive:
-        env = Environment.from_json(archive.read("environment.json").decode())
-        target = _bootstrap.cache_path(archive, root, env.build_id)
-        if os.path.isdir(os.path.join(str(target), "site-packages")):
-            return
-        try:
-            _bootstrap.extract_site_packages(archive, target)
-        except BaseException:
-            shutil.rmtree(str(target) + ".tmp", ignore_errors=True)
-            raise
+        build = Environment.from_json(archive.read("environment.json").decode()).build_id
+        target = os.path.join(root, build)
+        site_packages = os.path.join(target, "site-packages")
+        if not os.path.isdir(site_packages):
+            try:
+                _bootstrap.extract_site_packages(archive, Path(target))
+            except BaseException:
+                shutil.rmtree(target + ".tmp", ignore_errors=True)
+                raise
+    return site_packages
+
+
+def put_first(site_packages):
+    # type: (str) -> None
+    """On sys.path before the interpreter's own site-packages, as shiv's bootstrap does
+    (addsitedir also runs the .pth files there)."""
+    import site
+
+    before = len(sys.path)
+    site.addsitedir(site_packages)
+    added, old = sys.path[before:], sys.path[:before]
+    first_site = next((i for i, path in enumerate(old)
+                       if os.path.basename(path) in ("site-packages", "dist-packages")),
+                      len(old))
+    sys.path[:] = old[:first_site] + added + old[first_site:]
 
 
 def main():
@@ -124,15 +143,15 @@ def main():
     archive = os.path.realpath(sys.argv[0])
     root = unpack_root(home_of(archive))
     try:
-        unpack(archive, root)
+        site_packages = unpack(archive, root)
     except OSError as exc:
         sys.stderr.write("wireleap-relay: cannot unpack its libraries into {}: {} (it needs "
                          "about 60 MB there)\n".format(root, exc.strerror or exc))
         sys.exit(1)
-    os.environ["SHIV_ROOT"] = root  # shiv's bootstrap looks here instead of ~/.shiv
-    import _bootstrap
+    put_first(site_packages)
+    from wireleap_relay.__main__ import main as relay_main
 
-    _bootstrap.bootstrap()
+    relay_main()
 
 
 if __name__ == "__main__":

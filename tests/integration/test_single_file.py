@@ -43,7 +43,7 @@ def test_copied_alone_it_inits_its_own_folder(built, tmp_path):
     assert init.returncode == 0, init.stderr
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["elsewhere", "key.pub", "key.seed", "relay-cert.pem", "relay-key.pem",
-         "wireleap-relay"])
+         "wireleap-relay", "wireleap-relay.lib"])
     assert os.listdir(elsewhere) == []
     check = run(binary, "check-config", cwd=elsewhere)
     assert check.returncode == 1

@@ -132,8 +132,7 @@ def published(tmp_path_factory, gpg, server):
     for version in (A, B):
         (changelogs / f"{version}.md").write_text(f"# {version}\n\n- what changed in {version}\n")
     env = dict(os.environ, GNUPGHOME=gpg.home, WIRELEAP_RELEASE_KEY=gpg.release,
-               WIRELEAP_RELEASE_URL=server.url, WIRELEAP_CHANGELOG_DIR=str(changelogs),
-               SHIV_ROOT=str(tmp_path_factory.mktemp("shiv-release")))
+               WIRELEAP_RELEASE_URL=server.url, WIRELEAP_CHANGELOG_DIR=str(changelogs))
     builds = [subprocess.Popen([os.path.join(ROOT, "contrib", "release.sh"), str(tree)],
                                env=dict(env, WIRELEAP_VERSION=v), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -157,21 +156,16 @@ def announce(fake, version: str) -> None:
 
 # --- relays installed from a release --------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def shiv_root(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("shiv"))
-
-
 class Installed:
     """A relay home whose `wireleap-relay` came from a release file."""
 
-    def __init__(self, root, name, fake, binary, shiv_root, gpg, **env: str) -> None:
+    def __init__(self, root, name, fake, binary, gpg, **env: str) -> None:
         self.relay = make_home(str(root), name, fake.url, "backing")
         self.home = self.relay.home
         shutil.copy(binary, self.home.binary)
         # The test keyring trusts the rogue key too: the relay must not look at it.
         self.env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
-        self.env.update(SHIV_ROOT=shiv_root, GNUPGHOME=gpg.home, WIRELEAP_RETRY_PAUSE="0.1",
+        self.env.update(GNUPGHOME=gpg.home, WIRELEAP_RETRY_PAUSE="0.1",
                         **env)
 
     def run(self, *args: str, answer: str = "") -> subprocess.CompletedProcess:
@@ -217,11 +211,11 @@ def sha256(path) -> str:
 
 
 @pytest.fixture
-def install(tmp_path, fake, shiv_root, gpg):
+def install(tmp_path, fake, gpg):
     made = []
 
     def make(binary, name="relay", **env: str) -> Installed:
-        relay = Installed(tmp_path, name, fake, binary, shiv_root, gpg, **env)
+        relay = Installed(tmp_path, name, fake, binary, gpg, **env)
         made.append(relay)
         return relay
     yield make
@@ -316,10 +310,10 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install, sourc
 # --- refusals: the running relay is left as it was ------------------------------------------
 
 @pytest.fixture(scope="module")
-def running_a(tmp_path_factory, published, fake, shiv_root, gpg):
+def running_a(tmp_path_factory, published, fake, gpg):
     """One relay running A for all the refusals."""
     relay = Installed(tmp_path_factory.mktemp("refusals"), "relay", fake,
-                      release_file(published, A), shiv_root, gpg)
+                      release_file(published, A), gpg)
     relay.start()
     yield relay
     relay.stop()

@@ -14,7 +14,7 @@ from wireleap_relay import skipversion
 from wireleap_relay.fsutil import fsync_dir
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.semver import is_semver
-from wireleap_relay.upgrade import UpgradeError, binary
+from wireleap_relay.upgrade import UpgradeError, binary, unpacked
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def rollback(home: Home) -> None:
     for attempt in range(1, START_TRIES + 1):
         error, _ = binary.run(home.binary, "start")  # its own output says why
         if not error:
+            unpacked.prune(home)
             return
         failures.append(f"FAILED to start old {BINARY_NAME}, try {attempt}: {error}")
     raise UpgradeError(f"failed to bring old binary up -- there is no {BINARY_NAME} "

@@ -23,7 +23,7 @@ from wireleap_relay import config, identity, lifecycle, pidfile, skipversion
 from wireleap_relay.fsutil import fsync_dir
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.semver import precedence
-from wireleap_relay.upgrade import UpgradeError, binary, migrate, probe, rollback
+from wireleap_relay.upgrade import UpgradeError, binary, migrate, probe, rollback, unpacked
 from wireleap_relay.version import software_version
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def supervise(home: Home, from_version: str) -> int:
     except UpgradeError as exc:
         return _undo(home, new, str(exc), running=False)
     log.info("%s upgraded to %s (was %s)", BINARY_NAME, new, from_version)
+    unpacked.prune(home)
     return 0
 
 
