@@ -19,6 +19,7 @@ from wireleap_relay.home import Home
 
 log = logging.getLogger(__name__)
 
+PROC = "/proc"
 # Names under the root: `<build>/`, and shiv's `<build>.tmp/` and `.<build>_lock`.
 _ENTRY = re.compile(r"^\.?([0-9a-f]{64})(?:\.tmp|_lock)?$")
 
@@ -72,14 +73,14 @@ def builds_in_use(root: str) -> set[str] | None:
     prefix = root.rstrip("/") + "/"
     used = set()
     try:
-        pids = os.listdir("/proc")
+        pids = os.listdir(PROC)
     except OSError:
         return None  # no /proc (a chroot): nothing can be known to be unused
     for pid in pids:
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            with open(f"{PROC}/{pid}/maps", encoding="utf-8", errors="replace") as maps:
                 for line in maps:
                     where = line.find(prefix)
                     if where >= 0:
