@@ -1,0 +1,150 @@
+"""The single file on every interpreter an operator may have: each supported CPython runs it
+as a relay (version, init, check-config, start, a circuit, stop), each other one gets one
+line saying what is needed and what was found.
+
+Interpreters come from pyenv (~/.pyenv/versions, the CI image has 2.7 and 3.6-3.13) and
+PATH; CPython 3.14 from a Debian sid chroot made by contrib/python314-chroot.sh, named by
+$WIRELEAP_PYTHON314_CHROOT (.ci/run makes one).
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from conftest import echo_once, external_missing, wait_for
+
+from wireleap_relay import launcher
+from wireleap_relay.home import HOME_ENV
+from wireleap_relay.testing.relayproc import make_home
+
+NAME = "wireleap-relay_linux-amd64"
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
+UNSUPPORTED = ("2.7", "3.6", "3.7", "3.8", "3.9")
+CHROOT_ENV = "WIRELEAP_PYTHON314_CHROOT"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """How to run one Python, and the filesystem root it sees (a chroot's folder)."""
+
+    version: str
+    command: tuple[str, ...]
+    root: str = "/"
+
+    def folder(self, tmp_path) -> tuple[str, str]:
+        """A fresh folder this interpreter can see: (path here, path as it sees it)."""
+        if self.root == "/":
+            return str(tmp_path), str(tmp_path)
+        inside = f"/tmp/wl-test-{uuid.uuid4().hex[:12]}"
+        outside = os.path.join(self.root, inside.lstrip("/"))
+        os.makedirs(outside)
+        return outside, inside
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
+        return subprocess.run([*self.command, *args], capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd="/")
+
+
+def _minor_version(python: str) -> str | None:
+    try:
+        said = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return said.stdout.strip() if said.returncode == 0 else None
+
+
+def _find_interpreters() -> dict[str, Interpreter]:
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = sorted(glob.glob(os.path.join(pyenv, "versions", "*", "bin", "python[23].*")))
+    candidates += [found for v in SUPPORTED + UNSUPPORTED
+                   if (found := shutil.which(f"python{v}")) and "/shims/" not in found]
+    found: dict[str, Interpreter] = {}
+    for python in candidates:
+        if python.endswith("-config"):
+            continue
+        version = _minor_version(python)
+        if version and version not in found:
+            found[version] = Interpreter(version, (python,))
+    chroot = os.environ.get(CHROOT_ENV)
+    if chroot and "3.14" not in found:
+        found["3.14"] = Interpreter("3.14", ("chroot", chroot, "/usr/bin/python3.14"), chroot)
+    return found
+
+
+INTERPRETERS = _find_interpreters()
+
+
+def interpreter(version: str) -> Interpreter:
+    if version not in INTERPRETERS:
+        hint = (f"; run contrib/python314-chroot.sh DIR and set {CHROOT_ENV}=DIR"
+                if version == "3.14" else "")
+        external_missing(f"no Python {version} on this machine{hint}")
+    return INTERPRETERS[version]
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_a_supported_python_runs_the_relay(version, built, tmp_path, contract, wallet,
+                                           echo_server):
+    python = interpreter(version)
+    outside, inside = python.folder(tmp_path)
+    relay = make_home(outside, "relay", contract.url, "backing")
+    binary = os.path.join(inside, "relay", "wireleap-relay")
+    shutil.copy(built / NAME, os.path.join(outside, "relay", "wireleap-relay"))
+
+    said = python.run(binary, "version")
+    assert (said.returncode, said.stderr) == (0, "")
+    assert said.stdout.startswith("0.7.0")
+    assert python.run(binary, "check-config").stdout == "OK\n"
+    started = python.run(binary, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        assert python.run(binary, "status").stdout.startswith("wireleap-relay is running")
+        assert echo_once(relay, wallet, echo_server)
+    finally:
+        stopped = python.run(binary, "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert wait_for(lambda: python.run(binary, "status").returncode == 1)
+    unpacked = os.path.join(outside, "relay", launcher.UNPACKED)
+    (build,) = [name for name in os.listdir(unpacked) if not name.startswith(".")]
+    extensions = os.listdir(os.path.join(unpacked, build, "site-packages", "greenlet"))
+    tag = "cpython-" + version.replace(".", "")
+    assert any(name.startswith("_greenlet." + tag) for name in extensions)
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_a_supported_python_inits_a_new_home(version, built, tmp_path):
+    python = interpreter(version)
+    outside, inside = python.folder(tmp_path)
+    shutil.copy(built / NAME, os.path.join(outside, "wireleap-relay"))
+    init = python.run(os.path.join(inside, "wireleap-relay"), "init")
+    assert init.returncode == 0, init.stderr
+    assert {"key.seed", "key.pub", "relay-cert.pem", "relay-key.pem"} <= set(os.listdir(outside))
+
+
+@pytest.mark.parametrize("version", UNSUPPORTED)
+def test_an_unsupported_python_gets_one_line(version, built, tmp_path):
+    python = interpreter(version)
+    shutil.copy(built / NAME, tmp_path / "wireleap-relay")
+    said = python.run(str(tmp_path / "wireleap-relay"), "version")
+    assert (said.returncode, said.stdout) == (1, "")
+    assert said.stderr.count("\n") == 1
+    assert said.stderr.startswith(launcher.NEEDS + "; this is CPython " + version + ".")
+    assert "(64-bit) on x86_64 linux" in said.stderr
+    assert os.listdir(tmp_path) == ["wireleap-relay"]  # nothing unpacked
+
+
+def test_pypy_gets_one_line(built, tmp_path):
+    pypy = shutil.which("pypy3")
+    if pypy is None:
+        external_missing("pypy3 is not installed (Debian's pypy3 package)")
+    shutil.copy(built / NAME, tmp_path / "wireleap-relay")
+    said = Interpreter("pypy", (pypy,)).run(str(tmp_path / "wireleap-relay"), "version")
+    assert (said.returncode, said.stdout) == (1, "")
+    assert said.stderr.startswith(launcher.NEEDS + "; this is PyPy 3.")
+    assert said.stderr.count("\n") == 1
