@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -288,3 +289,42 @@ class KeepConnecting:
         self._greenlet.get(timeout=30)
         assert self.failed == []
         assert len(self.opened) >= 10 and all(self.opened)
+
+
+class Gpg:
+    """A throwaway GnuPG home with the release key and a rogue key."""
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.release = self.new_key("Relay Release Test <release@example.invalid>")
+        self.rogue = self.new_key("Rogue <rogue@example.invalid>")
+
+    def run(self, *args: str, data: bytes | None = None) -> bytes:
+        return subprocess.run(["gpg", "--batch", *args], input=data, check=True,
+                              capture_output=True, env=dict(os.environ, GNUPGHOME=self.home),
+                              timeout=60).stdout
+
+    def new_key(self, uid: str) -> str:
+        self.run("--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = self.run("--with-colons", "--list-keys", uid).decode()
+        return next(line.split(":")[9] for line in listing.splitlines()
+                    if line.startswith("fpr:"))
+
+    def clearsign(self, text: bytes, key: str) -> bytes:
+        return self.run("--local-user", key, "--clearsign", data=text)
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], capture_output=True,
+                       env=dict(os.environ, GNUPGHOME=self.home), check=False)
+
+
+@pytest.fixture(scope="module")
+def gpg():
+    """A release key and a rogue key, for the tests of one module."""
+    require_binary("gpg")
+    require_binary("gpgv")
+    home = tempfile.mkdtemp(prefix="wl-gnupg-")  # short: gpg-agent's socket lives there
+    keys = Gpg(home)
+    yield keys
+    keys.close()
+    shutil.rmtree(home, ignore_errors=True)
