@@ -63,6 +63,17 @@ and the binary against the sums below:
     $NAME: OK
     \$ sha512sum -c $NAME.hash
     $NAME: OK
+
+It rebuilds byte for byte from its source (README, "Rebuilding a release"), with the
+release key imported as above:
+
+    \$ git checkout v$VERSION
+    \$ make build WIRELEAP_VERSION=$VERSION WIRELEAP_UPGRADE_SUPPORT=True \\
+          WIRELEAP_RELEASE_KEY=$FPR \\
+          WIRELEAP_RELEASE_URL=$WIRELEAP_RELEASE_URL \\
+          WIRELEAP_CHANGELOG_URL=${WIRELEAP_CHANGELOG_URL:-$WIRELEAP_RELEASE_URL/changelogs}
+    \$ (cd build && sha512sum -c /path/to/$NAME.hash)
+    $NAME: OK
 EOF
 gpg --batch --yes --local-user "$FPR" --digest-algo SHA512 --clearsign \
     --output "$NAME.hash" "$NAME.hash.txt"

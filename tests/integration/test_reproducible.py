@@ -21,11 +21,9 @@ def clone(where) -> str:
     return str(where)
 
 
-def make(folder: str, target: str, **env: str) -> None:
-    environment = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
-    environment.update(env)
-    done = subprocess.run(["make", target], cwd=folder, env=environment, capture_output=True,
-                          text=True, timeout=600)
+def make(folder: str, target: str) -> None:
+    done = subprocess.run(["make", target], cwd=folder, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
@@ -33,6 +31,18 @@ def make(folder: str, target: str, **env: str) -> None:
 def clones(tmp_path_factory):
     return (clone(tmp_path_factory.mktemp("first") / "wireleap-relay"),
             clone(tmp_path_factory.mktemp("second-clone") / "src"))
+
+
+def rebuild_command(signed_text: str) -> str:
+    """The `make build ...` lines of a release's hash file, as one shell command."""
+    lines = signed_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("$ make build"))
+    command = []
+    for line in lines[start:]:
+        command.append(line.strip().removeprefix("$ ").removesuffix("\\"))
+        if not line.endswith("\\"):
+            break
+    return " ".join(command)
 
 
 def read(path) -> bytes:
@@ -71,19 +81,20 @@ def test_a_release_rebuilt_from_its_commit_checks_against_its_signed_hash(clones
     assert done.returncode == 0, done.stdout + done.stderr
     release = published / f"v{VERSION}"
 
-    # The README's "Rebuilding a release": the operator's own keyring, with only the
-    # release key from the release's .asc; the settings from the signed hash file's text.
+    # The README's "Rebuilding a release": the operator's own keyring with only the key
+    # from the release's .asc, and the build command the signed hash file gives.
+    command = rebuild_command(read(release / (NAME + ".hash")).decode())
     operator = tempfile.mkdtemp(prefix="wl-rebuild-")  # short: gpg-agent's socket lives there
+    env = dict(os.environ, GNUPGHOME=operator)
     try:
-        env = dict(os.environ, GNUPGHOME=operator)
-        subprocess.run(["gpg", "--batch", "--import", str(release / "wireleap-relay-release-key.asc")],
+        subprocess.run(["gpg", "--batch", "--import",
+                        str(release / "wireleap-relay-release-key.asc")],
                        env=env, check=True, capture_output=True)
-        make(second, "build", GNUPGHOME=operator, WIRELEAP_VERSION=VERSION,
-             WIRELEAP_UPGRADE_SUPPORT="True", WIRELEAP_RELEASE_URL=RELEASE_URL,
-             WIRELEAP_RELEASE_KEY=gpg.release)
+        done = subprocess.run(["bash", "-c", command], cwd=second, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     finally:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=dict(os.environ,
-                       GNUPGHOME=operator), check=False)
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
         shutil.rmtree(operator, ignore_errors=True)
     rebuilt = os.path.join(second, "build")
     assert read(os.path.join(rebuilt, NAME)) == read(release / NAME)
