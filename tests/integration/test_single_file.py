@@ -6,7 +6,8 @@ import os
 import shutil
 import subprocess
 
-from conftest import echo_once
+import pytest
+from conftest import echo_once, external_missing
 
 from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
@@ -85,3 +86,31 @@ def test_the_built_relay_daemonizes_in_its_own_folder(built, tmp_path, contract)
     stopped = run(binary, "stop", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     assert run(binary, "status", cwd=tmp_path).returncode == 1
+
+
+def in_own_mount(script: str) -> subprocess.CompletedProcess:
+    """`script` in a mount namespace of its own, so its tmpfs goes away with it."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        external_missing("needs root and unshare(1) to mount a small home")
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("options, reason", [("size=4m", "No space left on device"),
+                                             ("ro", "Read-only file system")])
+def test_a_home_it_cannot_unpack_into_gets_one_line(built, tmp_path, options, reason):
+    """The libraries unpack into the home: a full or read-only one is said so, and a cut
+    unpack leaves no partial folder to fill the disk."""
+    home = tmp_path / "home"
+    home.mkdir()
+    done = in_own_mount(
+        f"mount -t tmpfs -o {options} tmpfs {home} && "
+        f"WIRELEAP_HOME={home} {built / NAME} version; echo exit $?; "
+        f"find {home} -mindepth 1 -printf '%P\\n'; df -k --output=used {home} | tail -1")
+    said, listing = done.stdout.split("exit ")[1].split("\n", 1)
+    assert said == "1"
+    assert done.stderr == (f"wireleap-relay: cannot unpack its libraries into {home}/"
+                           f"wireleap-relay.lib: {reason} (it needs about 60 MB there)\n")
+    *left, used = listing.split()
+    assert all(not name.endswith(".tmp") and "site-packages" not in name for name in left)
+    assert int(used) < 64  # KiB: what was unpacked before the disk filled is gone
