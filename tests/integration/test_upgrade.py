@@ -19,12 +19,13 @@ import pytest
 import requests
 from conftest import ROOT, KeepConnecting, slow_download, wait_for
 
-from wireleap_relay import pidfile
+from wireleap_relay import launcher, pidfile
 from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.relayproc import make_home
 from wireleap_relay.testing.servicekey import Wallet
+from wireleap_relay.upgrade import unpacked
 from wireleap_relay.wire import b64
 
 ARTIFACT = "wireleap-relay_linux-amd64"
@@ -162,6 +163,13 @@ class Installed:
         return {n: sha256(os.path.join(self.home.root, n)) for n in names
                 if os.path.exists(os.path.join(self.home.root, n))}
 
+    @property
+    def unpacked(self) -> str:
+        return launcher.unpack_root(self.home.root)
+
+    def unpacked_builds(self) -> set[str]:
+        return {name for name in os.listdir(self.unpacked) if not name.startswith(".")}
+
     def log(self) -> str:
         with open(self.home.log_file, errors="replace") as f:
             return f.read()
@@ -226,6 +234,8 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install, sourc
     relay = install(release_file(published, A))
     old_pid = relay.start()
     before = relay.snapshot()
+    # An older version's unpacked libraries, left from an earlier upgrade.
+    os.makedirs(os.path.join(relay.unpacked, "0" * 64, "site-packages", "gevent"))
     config_bytes = open(relay.home.config, "rb").read()
     wallet = Wallet(fake.url)
     transfer = slow_download(relay.relay, wallet, source_server, 64 * MiB)
@@ -257,6 +267,8 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install, sourc
     assert wait_for(lambda: not pidfile.alive(old_pid))  # handed over, then retired
     assert relay.run("version").stdout == f"{B}\n"
     assert relay.answers_ping()
+    build_a, build_b = (unpacked.build_id(release_file(published, v)) for v in (A, B))
+    assert relay.unpacked_builds() == {build_a, build_b}  # A stays for `rollback`
 
     rolled = relay.run("rollback")
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
@@ -265,6 +277,7 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install, sourc
     assert relay.run("version").stdout == f"{A}\n"
     assert not pidfile.alive(new_pid) and pidfile.alive(relay.pid())
     assert relay.answers_ping()
+    assert relay.unpacked_builds() == {build_a}
     # Otherwise the next heartbeat's notice would bring B straight back.
     assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{B}"'
 
