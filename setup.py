@@ -7,7 +7,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.11",
+    # The single file carries wheels for exactly these (contrib/singlefile.py).
+    python_requires=">=3.10",
+    classifiers=[
+        "Programming Language :: Python :: 3 :: Only",
+        *(f"Programming Language :: Python :: 3.{minor}" for minor in range(10, 15)),
+        "Programming Language :: Python :: Implementation :: CPython",
+        "Operating System :: POSIX :: Linux",
+        "License :: OSI Approved :: MIT License",
+    ],
     packages=find_packages(include=["wireleap_relay", "wireleap_relay.*"]),
     install_requires=[
         "gevent>=23.9,<27",

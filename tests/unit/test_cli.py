@@ -349,3 +349,30 @@ def test_check_config_reads_only_config_json(tmp_path, monkeypatch, capsys):
     result = run_here(tmp_path, monkeypatch, capsys, "check-config")
     assert result.returncode == 1
     assert "config.json: no such file" in result.stdout
+
+
+HEAVY = ("gevent", "requests", "nacl", "cryptography", "h2", "wireleap_relay.daemon",
+         "wireleap_relay.upgrade.manual")
+
+
+@pytest.mark.parametrize("args", [["version"], ["status"], ["check-config"], ["help"], []])
+def test_plain_commands_load_no_network_stack(tmp_path, args):
+    """What makes `version` answer at once: neither gevent nor the relay's machinery is
+    imported for a command that needs neither."""
+    probe = ("import sys\n"
+             f"sys.argv = ['wireleap-relay', *{args!r}]\n"
+             "from wireleap_relay.__main__ import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             f"print('loaded:', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=dict(os.environ, WIRELEAP_HOME=str(tmp_path)), timeout=60)
+    assert done.stderr.splitlines()[-1] == "loaded: []"
+
+
+def test_serving_commands_patch_with_gevent_first():
+    from wireleap_relay.__main__ import needs_gevent
+
+    for argv in (["start", "--fg"], ["worker"], ["upgrade"], ["balance"], ["rollback"]):
+        assert needs_gevent(argv), argv
+    for argv in ([], ["version"], ["status"], ["stop"], ["--help"], ["-h"]):
+        assert not needs_gevent(argv), argv
