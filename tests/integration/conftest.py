@@ -1,6 +1,8 @@
 """Shared pieces for integration tests: a fake contract in this process, relays as real
 subprocesses, and plain TCP/UDP targets on 127.0.0.1."""
 
+import functools
+import glob
 import hashlib
 import os
 import shutil
@@ -9,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import gevent
 import gevent.event
@@ -328,3 +332,69 @@ def gpg():
     yield keys
     keys.close()
     shutil.rmtree(home, ignore_errors=True)
+
+
+CHROOT_ENV = "WIRELEAP_PYTHON314_CHROOT"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """How to run one Python, and the filesystem root it sees (a chroot's folder)."""
+
+    version: str
+    command: tuple[str, ...]
+    root: str = "/"
+
+    def folder(self, tmp_path) -> tuple[str, str]:
+        """A fresh folder this interpreter can see: (path here, path as it sees it)."""
+        if self.root == "/":
+            return str(tmp_path), str(tmp_path)
+        inside = f"/tmp/wl-test-{uuid.uuid4().hex[:12]}"
+        outside = os.path.join(self.root, inside.lstrip("/"))
+        os.makedirs(outside)
+        return outside, inside
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
+        return subprocess.run([*self.command, *args], capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd="/")
+
+
+def _minor_version(python: str) -> str | None:
+    try:
+        said = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return said.stdout.strip() if said.returncode == 0 else None
+
+
+@functools.cache
+def _find_interpreters() -> dict[str, Interpreter]:
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = sorted(glob.glob(os.path.join(pyenv, "versions", "*", "bin", "python[23].*")))
+    candidates += [found for minor in range(6, 15)
+                   if (found := shutil.which(f"python3.{minor}")) and "/shims/" not in found]
+    found: dict[str, Interpreter] = {}
+    for python in candidates:
+        if python.endswith("-config"):
+            continue
+        version = _minor_version(python)
+        if version and version not in found:
+            found[version] = Interpreter(version, (python,))
+    chroot = os.environ.get(CHROOT_ENV)
+    if chroot and "3.14" not in found:
+        found["3.14"] = Interpreter("3.14", ("chroot", chroot, "/usr/bin/python3.14"), chroot)
+    return found
+
+
+def interpreter(version: str) -> Interpreter:
+    """Python `version` ("3.12"), as the CI image has them: pyenv's (2.7, 3.6-3.13), PATH's,
+    and CPython 3.14 in a Debian sid chroot made by contrib/python314-chroot.sh and named
+    by $WIRELEAP_PYTHON314_CHROOT (.ci/run makes one). Skips, or fails in CI, without it."""
+    found = _find_interpreters()
+    if version not in found:
+        hint = (f"; run contrib/python314-chroot.sh DIR and set {CHROOT_ENV}=DIR"
+                if version == "3.14" else "")
+        external_missing(f"no Python {version} on this machine{hint}")
+    return found[version]

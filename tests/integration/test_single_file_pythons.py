@@ -2,90 +2,21 @@
 as a relay (version, init, check-config, start, a circuit, stop), each other one gets one
 line saying what is needed and what was found.
 
-Interpreters come from pyenv (~/.pyenv/versions, the CI image has 2.7 and 3.6-3.13) and
-PATH; CPython 3.14 from a Debian sid chroot made by contrib/python314-chroot.sh, named by
-$WIRELEAP_PYTHON314_CHROOT (.ci/run makes one).
+Interpreters: see conftest.interpreter (pyenv, PATH, and a Debian sid chroot for 3.14).
 """
 
-import glob
 import os
 import shutil
-import subprocess
-import uuid
-from dataclasses import dataclass
 
 import pytest
-from conftest import echo_once, external_missing, wait_for
+from conftest import Interpreter, echo_once, external_missing, interpreter, wait_for
 
 from wireleap_relay import launcher
-from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing.relayproc import make_home
 
 NAME = "wireleap-relay_linux-amd64"
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
 UNSUPPORTED = ("2.7", "3.6", "3.7", "3.8", "3.9")
-CHROOT_ENV = "WIRELEAP_PYTHON314_CHROOT"
-
-
-@dataclass(frozen=True)
-class Interpreter:
-    """How to run one Python, and the filesystem root it sees (a chroot's folder)."""
-
-    version: str
-    command: tuple[str, ...]
-    root: str = "/"
-
-    def folder(self, tmp_path) -> tuple[str, str]:
-        """A fresh folder this interpreter can see: (path here, path as it sees it)."""
-        if self.root == "/":
-            return str(tmp_path), str(tmp_path)
-        inside = f"/tmp/wl-test-{uuid.uuid4().hex[:12]}"
-        outside = os.path.join(self.root, inside.lstrip("/"))
-        os.makedirs(outside)
-        return outside, inside
-
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
-        return subprocess.run([*self.command, *args], capture_output=True, text=True,
-                              env=env, timeout=timeout, cwd="/")
-
-
-def _minor_version(python: str) -> str | None:
-    try:
-        said = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return said.stdout.strip() if said.returncode == 0 else None
-
-
-def _find_interpreters() -> dict[str, Interpreter]:
-    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates = sorted(glob.glob(os.path.join(pyenv, "versions", "*", "bin", "python[23].*")))
-    candidates += [found for v in SUPPORTED + UNSUPPORTED
-                   if (found := shutil.which(f"python{v}")) and "/shims/" not in found]
-    found: dict[str, Interpreter] = {}
-    for python in candidates:
-        if python.endswith("-config"):
-            continue
-        version = _minor_version(python)
-        if version and version not in found:
-            found[version] = Interpreter(version, (python,))
-    chroot = os.environ.get(CHROOT_ENV)
-    if chroot and "3.14" not in found:
-        found["3.14"] = Interpreter("3.14", ("chroot", chroot, "/usr/bin/python3.14"), chroot)
-    return found
-
-
-INTERPRETERS = _find_interpreters()
-
-
-def interpreter(version: str) -> Interpreter:
-    if version not in INTERPRETERS:
-        hint = (f"; run contrib/python314-chroot.sh DIR and set {CHROOT_ENV}=DIR"
-                if version == "3.14" else "")
-        external_missing(f"no Python {version} on this machine{hint}")
-    return INTERPRETERS[version]
 
 
 @pytest.mark.parametrize("version", SUPPORTED)

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import gevent
 import pytest
 import requests
-from conftest import ROOT, KeepConnecting, slow_download, wait_for
+from conftest import ROOT, KeepConnecting, interpreter, slow_download, wait_for
 
 from wireleap_relay import launcher, pidfile
 from wireleap_relay.home import HOME_ENV
@@ -122,18 +122,21 @@ def announce(fake, version: str) -> None:
 class Installed:
     """A relay home whose `wireleap-relay` came from a release file."""
 
-    def __init__(self, root, name, fake, binary, gpg, **env: str) -> None:
+    def __init__(self, root, name, fake, binary, gpg, python: tuple[str, ...] = (),
+                 **env: str) -> None:
         self.relay = make_home(str(root), name, fake.url, "backing")
         self.home = self.relay.home
         shutil.copy(binary, self.home.binary)
         # The test keyring trusts the rogue key too: the relay must not look at it.
         self.env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
+        self.python = python  # run the file with this interpreter, not its #! line
         self.env.update(GNUPGHOME=gpg.home, WIRELEAP_RETRY_PAUSE="0.1",
                         **env)
 
     def run(self, *args: str, answer: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run([self.home.binary, *args], input=answer, capture_output=True,
-                              text=True, env=self.env, cwd=self.home.root, timeout=240)
+        return subprocess.run([*self.python, self.home.binary, *args], input=answer,
+                              capture_output=True, text=True, env=self.env,
+                              cwd=self.home.root, timeout=240)
 
     def start(self) -> int:
         started = self.run("start")
@@ -184,8 +187,8 @@ def sha256(path) -> str:
 def install(tmp_path, fake, gpg):
     made = []
 
-    def make(binary, name="relay", **env: str) -> Installed:
-        relay = Installed(tmp_path, name, fake, binary, gpg, **env)
+    def make(binary, name="relay", python: tuple[str, ...] = (), **env: str) -> Installed:
+        relay = Installed(tmp_path, name, fake, binary, gpg, python, **env)
         made.append(relay)
         return relay
     yield make
@@ -280,6 +283,31 @@ def test_upgrade_to_b_then_rollback_to_a(published, server, fake, install, sourc
     assert relay.unpacked_builds() == {build_a}
     # Otherwise the next heartbeat's notice would bring B straight back.
     assert open(os.path.join(relay.home.root, ".skip-upgrade-version")).read() == f'"{B}"'
+
+
+def test_upgrade_and_rollback_with_the_operators_python(published, server, fake, install,
+                                                       tmp_path):
+    """The host's `python3` is too old, so the operator runs the file with python3.12:
+    the upgrade runs the new version, and the rollback the old one, with that one too."""
+    chosen, too_old = interpreter("3.12"), interpreter("3.9")
+    old_bin = tmp_path / "old-python-bin"
+    old_bin.mkdir()
+    (old_bin / "python3").symlink_to(too_old.command[0])
+    announce(fake, B)
+    server.publish(published)
+    relay = install(release_file(published, A), python=chosen.command,
+                    PATH=f"{old_bin}{os.pathsep}{os.environ['PATH']}")
+    assert "CPython 3.9" in subprocess.run([relay.home.binary, "version"], env=relay.env,
+                                           capture_output=True, text=True).stderr
+    relay.start()
+    upgraded = relay.run("upgrade", answer="y\n")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert relay.run("version").stdout == f"{B}\n"
+    assert relay.answers_ping()
+    rolled = relay.run("rollback")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert relay.run("version").stdout == f"{A}\n"
+    assert relay.answers_ping()
 
 
 # --- refusals: the running relay is left as it was ------------------------------------------

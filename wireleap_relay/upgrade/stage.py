@@ -69,7 +69,7 @@ def stage(home: Home, release: Release, version: str, progress: download.Progres
         if got != expected:
             raise UpgradeError(f"hash mismatch: expected {expected}, got {got}")
         os.chmod(staged, 0o755)
-        _check_runs_as(staged, version)
+        _check_runs_as(staged, version, home)
     except (UpgradeError, OSError) as exc:
         raise UpgradeError(f"downloading or verifying new {BINARY_NAME} {version} binary "
                            f"failed: {exc}") from exc
@@ -80,10 +80,10 @@ def stage(home: Home, release: Release, version: str, progress: download.Progres
                            f"({staged} -> {home.binary_next}) failed: {exc}") from exc
 
 
-def _check_runs_as(path: str, version: str) -> None:
+def _check_runs_as(path: str, version: str, home: Home) -> None:
     """The binary runs on this host and is `version`: a correctly signed *older* release
     served under the new version's URL (a replay) is caught here, before anything stops."""
-    error, output = binary.run(path, "version", capture=True)
+    error, output = binary.run(path, "version", capture=True, home=home.root)
     said = output.strip()
     if error:
         raise UpgradeError(f"the new binary {path} does not run ({error}): {said[-500:]}")

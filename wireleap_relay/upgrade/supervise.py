@@ -22,6 +22,7 @@ import time
 from wireleap_relay import config, identity, lifecycle, pidfile, skipversion
 from wireleap_relay.fsutil import fsync_dir
 from wireleap_relay.home import BINARY_NAME, Home
+from wireleap_relay.selfexec import command_for
 from wireleap_relay.semver import precedence
 from wireleap_relay.upgrade import UpgradeError, binary, migrate, probe, rollback, unpacked
 from wireleap_relay.version import software_version
@@ -36,7 +37,8 @@ def launch(home: Home, from_version: str, to_version: str) -> subprocess.Popen:
     writes to our stdout and stderr (the terminal, or the daemon's log file)."""
     log.info("Running supervised upgrade to %s...", to_version)
     try:
-        return subprocess.Popen([home.binary_next, "supervise-upgrade", from_version],
+        return subprocess.Popen([*command_for(home.binary_next), "supervise-upgrade",
+                                 from_version],
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         raise UpgradeError(f"supervise-upgrade Start() returned error {exc}") from exc
