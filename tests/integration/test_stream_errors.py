@@ -68,6 +68,15 @@ def test_bad_json(backing):
     assert stream.status.origin == relay_origin(backing)
 
 
+@pytest.mark.parametrize("nesting", ["[" * 5000, '{"a":' * 3000, "[" * 5000 + "]" * 5000])
+def test_deeply_nested_json_is_a_400(backing, nesting):
+    """A few bytes with HPACK, so each must cost a 400, not a traceback and a 410."""
+    stream, _ = send(backing, nesting)
+    assert_status(stream, 400, "could not parse payload header: exceeded max depth",
+                  relay_origin(backing))
+    assert "Traceback" not in backing.log_text()
+
+
 def test_missing_payload_header(backing):
     stream, _ = send(backing, None)
     assert_status(stream, 400, "could not parse payload header: unexpected end of JSON input",

@@ -279,3 +279,10 @@ def test_to_json_omits_empty_fields():
     assert InitPayload("CONNECT").to_json() == '{"command":"CONNECT"}'
     assert InitPayload("CONNECT", "tcp", Remote.parse("target://h:1")).to_json() == \
         '{"command":"CONNECT","protocol":"tcp","remote":"target://h:1"}'
+
+
+@pytest.mark.parametrize("text", ["[" * 5000, '{"a":' * 3000, "[" * 100000])
+def test_deep_nesting_is_a_payload_error(text):
+    with pytest.raises(payload.PayloadError) as caught:
+        payload.parse(text)
+    assert str(caught.value) == PREFIX + "exceeded max depth"

@@ -92,6 +92,9 @@ def parse(header: str | None) -> InitPayload:
         obj = json.loads(header or "")
     except ValueError as exc:
         raise PayloadError(f"could not parse payload header: {_json_error(header, exc)}") from exc
+    except RecursionError:
+        # '[' * 5000 would otherwise escape as an internal error; Go's decoder words it so.
+        raise PayloadError("could not parse payload header: exceeded max depth") from None
     try:
         f = fields(obj, "", ("command", "protocol", "remote", "token", "version"))
         command = as_str(f.get("command", ""), "command")
