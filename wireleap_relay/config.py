@@ -50,6 +50,7 @@ class Config:
     bufsize: int = 4096
     auto_upgrade: bool = True
     workers: int | None = None
+    refuse_private_addresses: bool = False
     allow_loopback: bool = False
     network_usage: dict = field(default_factory=dict)
     rest_api: dict = field(default_factory=dict)
@@ -162,6 +163,8 @@ TOP_KEYS = (
     Key("auto_upgrade", "upgrade automatically when the directory announces a version",
         _bool, default=True),
     Key("workers", "processes serving streams; default: one per CPU", _workers),
+    Key("refuse_private_addresses", "refuse to dial private ranges (10/8, 172.16/12, "
+        "192.168/16, 100.64/10, fc00::/7)", _bool, default=False),
 )
 
 CONTRACT_KEYS = (
@@ -178,7 +181,8 @@ CONTRACT_KEYS = (
 )
 
 DANGER_KEYS = (
-    Key("allow_loopback", "allow dialing loopback addresses (tests only)", _bool,
+    Key("allow_loopback", "allow dialing loopback addresses and this host's own (tests "
+        "only)", _bool,
         default=False),
 )
 

@@ -9,6 +9,7 @@ import nacl.signing
 import pytest
 from conftest import read_to_end
 
+from wireleap_relay.relay import addresses
 from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import free_port
 from wireleap_relay.wire import b64
@@ -174,6 +175,20 @@ def test_loopback_next_relay_refused_with_relay_origin(strict, wallet, circuit3)
     stream, _ = send(strict, payload_for(strict, wallet, circuit3[1].relay.address))
     assert_status(stream, 400, "loopback address '127.0.0.1' requested, refusing to dial",
                   relay_origin(strict))
+
+
+def test_private_ranges_refused_when_configured(relays, wallet):
+    """Only this host's own private address is dialed here if the setting did not reach the
+    relay (loopback and own addresses are allowed for the test network)."""
+    own = next((a for a in addresses.local_addresses()
+                if any(a in net for net in addresses.PRIVATE)), None)
+    if own is None:
+        pytest.skip("this host has no address in a private range")
+    relay = relays.start("no-private", "backing", refuse_private_addresses=True)
+    host = f"[{own}]" if own.version == 6 else str(own)
+    stream, _ = send(relay, payload_for(relay, wallet, f"target://{host}:9"))
+    assert_status(stream, 400, f"private address '{own}' requested, refusing to dial",
+                  "target")
 
 
 def test_dial_refused(backing, wallet):

@@ -1,10 +1,11 @@
 """The loopback policy and the dial (wire.md §2.3 steps 9-10, §7.1)."""
 
+import os
 import socket
 
 import pytest
 
-from wireleap_relay.relay import dialer
+from wireleap_relay.relay import addresses, dialer
 from wireleap_relay.relay.dialer import DialPolicy
 from wireleap_relay.relay.errors import DialFailed, DialTimeout, Refused, StreamFailure
 from wireleap_relay.wire.payload import Remote
@@ -16,26 +17,87 @@ LOOSE = DialPolicy(allow_loopback=True, timeout=5.0)
 @pytest.mark.parametrize("name,forbidden", [
     ("localhost", True), ("LOCALHOST", True), ("localhost.", True), ("LocalHost.", True),
     ("example.com", False), ("localhost.example.com", False), ("mylocalhost", False),
-    ("127.0.0.1", False),  # an address, judged by forbidden_address
+    ("127.0.0.1", False),  # an address, judged by addresses.refusal
 ])
 def test_forbidden_name(name, forbidden):
     assert dialer.forbidden_name(name) is forbidden
 
 
-@pytest.mark.parametrize("ip,forbidden", [
-    ("127.0.0.1", True), ("127.1.2.3", True), ("127.255.255.254", True), ("::1", True),
-    ("::ffff:127.0.0.1", True), ("::ffff:127.9.9.9", True), ("0.0.0.0", True), ("::", True),
-    ("::ffff:0.0.0.0", True), ("fe80::1%lo", False),
-    ("10.0.0.1", False), ("192.168.1.1", False), ("8.8.8.8", False), ("2001:db8::1", False),
-    ("::ffff:8.8.8.8", False), ("169.254.169.254", False), ("128.0.0.1", False),
+@pytest.mark.parametrize("ip,kind", [
+    ("127.0.0.1", "loopback"), ("127.1.2.3", "loopback"), ("127.255.255.254", "loopback"),
+    ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"), ("::ffff:127.9.9.9", "loopback"),
+    ("0.0.0.0", "loopback"), ("::", "loopback"), ("::ffff:0.0.0.0", "loopback"),
+    ("169.254.169.254", "link-local"), ("::ffff:169.254.169.254", "link-local"),
+    ("fe80::1%lo", "link-local"), ("fe80::1", "link-local"),
+    ("224.0.0.1", "non-unicast"), ("ff02::1", "non-unicast"), ("255.255.255.255", "non-unicast"),
+    ("240.0.0.1", "non-unicast"),
+    ("192.0.2.7", "this host's own"), ("2001:db8::7", "this host's own"),
+    ("10.0.0.1", None), ("192.168.1.1", None), ("100.64.0.1", None), ("fd00::2", None),
+    ("8.8.8.8", None), ("2001:db8::1", None), ("::ffff:8.8.8.8", None), ("128.0.0.1", None),
 ])
-def test_forbidden_address(ip, forbidden):
-    assert dialer.forbidden_address(ip) is forbidden
+def test_refused_addresses(ip, kind):
+    own = frozenset(addresses.parse(a) for a in ("192.0.2.7", "2001:db8::7"))
+    policy = addresses.AddressPolicy(allow_loopback=False)
+    assert addresses.refusal(addresses.parse(ip), policy, own) == kind
 
 
-def test_forbidden_address_needs_an_address():
+@pytest.mark.parametrize("ip", ["10.0.0.1", "172.16.5.4", "172.31.255.255", "192.168.1.1",
+                                "100.64.0.1", "fd00::2", "fc00::1", "::ffff:10.1.2.3"])
+def test_private_ranges_only_when_asked(ip):
+    strict = addresses.AddressPolicy(allow_loopback=False, refuse_private=True)
+    assert addresses.refusal(addresses.parse(ip), strict) == "private"
+    assert addresses.refusal(addresses.parse(ip), addresses.AddressPolicy()) is None
+
+
+def test_allow_loopback_allows_this_hosts_addresses_but_not_link_local():
+    """Local test networks: every address of this host, never the metadata service."""
+    own = frozenset({addresses.parse("192.0.2.7")})
+    loose = addresses.AddressPolicy(allow_loopback=True)
+    for ip in ("127.0.0.1", "::1", "0.0.0.0", "192.0.2.7"):
+        assert addresses.refusal(addresses.parse(ip), loose, own) is None
+    assert addresses.refusal(addresses.parse("169.254.169.254"), loose, own) == "link-local"
+
+
+def test_this_hosts_addresses_are_read():
+    local = addresses.local_addresses()
+    assert addresses.parse("127.0.0.1") in local
+    assert addresses.parse("::1") in local or not os.path.exists("/proc/net/if_inet6")
+    with open("/proc/net/fib_trie") as f:
+        trie = f.read()
+    for addr in local:  # each one the kernel calls a local host address
+        assert addr.version == 6 or f"|-- {addr}\n" in trie
+
+
+def test_an_address_must_be_an_address():
     with pytest.raises(ValueError):
-        dialer.forbidden_address("localhost")
+        addresses.parse("localhost")
+
+
+@pytest.mark.parametrize("remote,kind,host", [
+    ("target://169.254.169.254:80", "link-local", "169.254.169.254"),
+    ("target://[::ffff:169.254.169.254]:80", "link-local", "::ffff:169.254.169.254"),
+    ("wireleap://224.0.0.1:13490", "non-unicast", "224.0.0.1"),
+    ("target://169.254.169.254", "link-local", "169.254.169.254"),  # before the port check
+])
+def test_never_dialed(remote, kind, host, monkeypatch):
+    """Refused before any packet leaves, with loopback allowed or not (were it dialed,
+    the test would fail instead of sending anything)."""
+    def connect(*args):
+        raise AssertionError("dialed")
+    monkeypatch.setattr(dialer, "_connect", connect)
+    for policy in (STRICT, LOOSE):
+        exc = refused(remote, policy)
+        assert exc.description == f"{kind} address '{host}' requested, refusing to dial"
+        assert exc.code == 400
+
+
+def test_this_hosts_own_address_refused():
+    own = next((a for a in addresses.local_addresses()
+                if a.version == 4 and not a.is_loopback), None)
+    if own is None:
+        pytest.skip("this host has no IPv4 address besides loopback")
+    exc = refused(f"target://{own}:80")
+    assert exc.description == f"this host's own address '{own}' requested, refusing to dial"
 
 
 def refused(text, policy=STRICT, protocol="tcp"):

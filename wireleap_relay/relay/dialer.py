@@ -1,4 +1,5 @@
-"""Dialing a stream's remote: the loopback policy and the connect, with Go-like error texts.
+"""Dialing a stream's remote: the address policy (addresses.py) and the connect, with
+Go-like error texts.
 
 Unlike the Go relay, which only compares the host string with `localhost` and IP literals
 (wire.md §7.1), the policy here is applied to every resolved address, and the connection is
@@ -7,13 +8,13 @@ made to exactly the addresses that were checked, so `LOCALHOST`, `127.1`,
 """
 
 import errno
-import ipaddress
 import socket
 import time
 from dataclasses import dataclass
 
 import gevent
 
+from wireleap_relay.relay import addresses
 from wireleap_relay.relay.errors import DialFailed, DialTimeout, Refused
 from wireleap_relay.wire.payload import Remote
 
@@ -24,26 +25,28 @@ _FAMILIES = {"4": socket.AF_INET, "6": socket.AF_INET6}
 class DialPolicy:
     allow_loopback: bool
     timeout: float
+    refuse_private: bool = False
 
-
-def forbidden_address(ip: str) -> bool:
-    """Loopback or unspecified, including IPv4-mapped IPv6 forms."""
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback or addr.is_unspecified
+    @property
+    def addresses(self) -> addresses.AddressPolicy:
+        return addresses.AddressPolicy(self.allow_loopback, self.refuse_private)
 
 
 def forbidden_name(host: str) -> bool:
     return host.lower().rstrip(".") == "localhost"
 
 
-def _forbidden_literal(host: str) -> bool:
-    """Go refuses loopback IP literals before dialing (wire.md §7.1), even without a port."""
+def _literal(host: str) -> addresses.IPAddress | None:
     try:
-        return forbidden_address(host)
+        return addresses.parse(host)
     except ValueError:
-        return False
+        return None
+
+
+def _check(addr: addresses.IPAddress, host: str, policy: DialPolicy, target: bool) -> None:
+    kind = addresses.refusal(addr, policy.addresses, addresses.local_addresses())
+    if kind is not None:
+        raise Refused(f"{kind} address '{host}' requested, refusing to dial", target)
 
 
 def dial(remote: Remote, protocol: str, policy: DialPolicy) -> socket.socket:
@@ -51,17 +54,17 @@ def dial(remote: Remote, protocol: str, policy: DialPolicy) -> socket.socket:
     it. Raises Refused, DialTimeout or DialFailed."""
     target = remote.is_target
     host = remote.hostname
-    refused = Refused(f"loopback address '{host}' requested, refusing to dial", target)
     if not policy.allow_loopback and forbidden_name(host):
-        raise refused
-    if not policy.allow_loopback and _forbidden_literal(host):
-        raise refused
+        raise Refused(f"loopback address '{host}' requested, refusing to dial", target)
+    literal = _literal(host)
+    if literal is not None:  # Go refuses loopback literals even without a port (§7.1)
+        _check(literal, host, policy, target)
     if remote.port is None:
         raise DialFailed(f"dial {protocol}: address {host}: missing port in address", target)
     deadline = time.monotonic() + policy.timeout
     infos = _resolve(host, remote.port, protocol, policy.timeout, target)
-    if not policy.allow_loopback and any(forbidden_address(i[4][0]) for i in infos):
-        raise refused
+    for info in infos:
+        _check(addresses.parse(info[4][0]), host, policy, target)
     return _connect(infos, protocol, remote.hostport, deadline, target)
 
 
