@@ -16,6 +16,7 @@ import gevent
 
 from wireleap_relay.relay import addresses
 from wireleap_relay.relay.errors import DialFailed, DialTimeout, Refused
+from wireleap_relay.relay.sockopts import tune_tcp
 from wireleap_relay.wire.payload import Remote
 
 _FAMILIES = {"4": socket.AF_INET, "6": socket.AF_INET6}
@@ -99,7 +100,7 @@ def _connect(infos: list, protocol: str, hostport: str, deadline: float,
             continue
         sock.settimeout(None)
         if kind == socket.SOCK_STREAM:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tune_tcp(sock)
         return sock
     if last is None or isinstance(last, TimeoutError):
         raise DialTimeout(f"dial {protocol} {hostport}: i/o timeout", target)

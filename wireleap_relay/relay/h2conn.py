@@ -25,12 +25,16 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from wireleap_relay.relay.limits import (
+    MAX_FRAME_SIZE,
+    MAX_HEADER_LIST_SIZE,
+    ConnectionLimits,
+    ResetBudget,
+)
+
 log = logging.getLogger(__name__)
 
 STREAM_WINDOW = 1 << 20
-MAX_FRAME_SIZE = 1 << 20
-MAX_CONCURRENT_STREAMS = 250
-MAX_HEADER_LIST_SIZE = 1048896
 # Far more than one stream's window, so a few stalled streams cannot starve the others, yet
 # a bound on what one connection can make the relay buffer.
 CONNECTION_WINDOW = 16 * STREAM_WINDOW
@@ -173,14 +177,21 @@ class ServerStream:
 
 
 class H2ServerConnection:
-    def __init__(self, sock, on_stream: Callable[[ServerStream], None]):
+    def __init__(self, sock, on_stream: Callable[[ServerStream], None],
+                 limits: ConnectionLimits = ConnectionLimits()):
         self.sock = sock
         self.on_stream = on_stream
-        self.streams: dict[int, ServerStream] = {}
+        self.limits = limits
+        self._resets = ResetBudget(limits)
+        self._greeted = False  # the client's preface and SETTINGS arrived
+        self.streams: dict[int, ServerStream] = {}  # until each tunnel has ended
         self._lock = gevent.lock.Semaphore()
         self._dead = False
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None))
+        # h2 applies the announced limit only once the client acknowledges it; a client
+        # that never does would get h2's 64 KiB.
+        self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
 
     def call(self, action: Callable[[h2.connection.H2Connection], object],
              ignore_closed: bool = False) -> object:
@@ -218,7 +229,7 @@ class H2ServerConnection:
             # Settings assigned before initiate_connection() are never sent (design.md):
             # announce them now, or the peer keeps 64 KiB windows.
             c.update_settings({
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_streams,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
@@ -226,11 +237,12 @@ class H2ServerConnection:
             c.increment_flow_control_window(CONNECTION_WINDOW - c.inbound_flow_control_window)
 
         try:
+            self.sock.settimeout(self.limits.preface_timeout)  # lifted once greeted
             self.call(start)
             while not self._dead:
                 try:
                     data = self.sock.recv(READ_SIZE)
-                except OSError:
+                except OSError:  # also the preface timeout
                     break
                 if not data:
                     break
@@ -238,7 +250,10 @@ class H2ServerConnection:
                 if events is None:
                     break
                 for event in events:
+                    if self._dead:  # closed for abuse meanwhile
+                        break
                     self._dispatch(event)
+                gevent.sleep(0)  # the streams of this batch get to run before the next one
         finally:
             self._die()
 
@@ -254,6 +269,11 @@ class H2ServerConnection:
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
+            if len(self.streams) >= self.limits.max_streams:
+                self.call(lambda c: c.reset_stream(event.stream_id,
+                                                   h2.errors.ErrorCodes.REFUSED_STREAM),
+                          ignore_closed=True)
+                return
             stream = ServerStream(self, event.stream_id, _decode_headers(event.headers))
             self.streams[event.stream_id] = stream
             if event.stream_ended:
@@ -265,8 +285,16 @@ class H2ServerConnection:
                 stream._on_window()
             return
         if isinstance(event, h2.events.RemoteSettingsChanged):
+            if not self._greeted:
+                self._greeted = True
+                self.sock.settimeout(None)
             for stream in list(self.streams.values()):
                 stream._on_window()
+            return
+        if isinstance(event, h2.events.StreamReset) and event.remote_reset \
+                and not self._resets.spend():
+            log.debug("closing a connection that resets streams faster than allowed")
+            self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             return
         stream = self.streams.get(getattr(event, "stream_id", 0))
         if isinstance(event, h2.events.DataReceived):
@@ -295,12 +323,12 @@ class H2ServerConnection:
         except OSError:
             pass
 
-    def close(self) -> None:
+    def close(self, error: h2.errors.ErrorCodes = h2.errors.ErrorCodes.NO_ERROR) -> None:
         """Say goodbye to the peer (unless a stuck write holds the lock) and drop it."""
         if self._lock.acquire(timeout=1.0):
             try:
                 if not self._dead:
-                    self.h2.close_connection()
+                    self.h2.close_connection(error)
                     self._flush()
             finally:
                 self._lock.release()

@@ -12,6 +12,7 @@ from gevent.server import StreamServer
 
 from wireleap_relay.relay import tunnel
 from wireleap_relay.relay.h2conn import H2ServerConnection, ServerStream
+from wireleap_relay.relay.sockopts import tune_tcp
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class RelayServer:
             conn.close()
 
     def _serve_connection(self, sock: socket.socket, peer: tuple) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_tcp(sock)
         try:
             sock.settimeout(HANDSHAKE_TIMEOUT)
             tls_sock = self.tls.wrap_socket(sock, server_side=True)
