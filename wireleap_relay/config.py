@@ -50,6 +50,7 @@ class Config:
     bufsize: int = 4096
     auto_upgrade: bool = True
     workers: int | None = None
+    max_connections: int = 4096
     refuse_private_addresses: bool = False
     allow_loopback: bool = False
     network_usage: dict = field(default_factory=dict)
@@ -125,6 +126,12 @@ def _workers(value: Any, where: str) -> int:
     return value
 
 
+def _max_connections(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise ValueError(f"{where}: must be a whole number from 1 to 1000000")
+    return value
+
+
 def _listen_address(value: Any, where: str) -> str:
     text = _string(value, where)
     try:
@@ -163,6 +170,8 @@ TOP_KEYS = (
     Key("auto_upgrade", "upgrade automatically when the directory announces a version",
         _bool, default=True),
     Key("workers", "processes serving streams; default: one per CPU", _workers),
+    Key("max_connections", "client connections one worker serves at once; more wait to "
+        "be accepted", _max_connections, default=4096),
     Key("refuse_private_addresses", "refuse to dial private ranges (10/8, 172.16/12, "
         "192.168/16, 100.64/10, fc00::/7)", _bool, default=False),
 )

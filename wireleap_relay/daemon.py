@@ -260,7 +260,8 @@ def run_worker(home: Home) -> int:
     gate = Gate()
     listener = socket.socket(fileno=int(os.environ[LISTEN_FD_ENV]))
     server = RelayServer(listener, tls.server_context(home.tls_cert, home.tls_key),
-                         build_context(home, cfg, identity.load(home), gate))
+                         build_context(home, cfg, identity.load(home), gate),
+                         max_connections=cfg.max_connections)
     server.start()
     ready = int(os.environ.pop(READY_FD_ENV))
     os.write(ready, b"r")

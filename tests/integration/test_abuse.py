@@ -203,3 +203,21 @@ def test_accepted_and_dialed_sockets_keep_alive(relay, wallet):
     assert len(dialed) == 1 and dialed_alive == dialed
     assert any(f"timer:(keepalive,{sockopts.KEEPALIVE_IDLE - n}sec" in line
                for line in clients for n in (0, 1))
+
+
+def test_connections_past_the_cap_wait_to_be_accepted(relays):
+    """Idle connections cannot take a worker's every slot for free: past max_connections
+    a new client is not even accepted (no TLS, no greenlet) until a slot frees."""
+    capped = relays.start("capped", "backing", workers=1, max_connections=3)
+    held = [RawClient(capped) for _ in range(3)]
+    with pytest.raises(TimeoutError):
+        waiting = socket.create_connection(("127.0.0.1", capped.relay.port), timeout=10)
+        waiting.settimeout(2)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        tls.wrap_socket(waiting)  # the handshake needs the relay to accept
+    waiting.close()
+    held.pop().sock.close()
+    assert RawClient(capped).sock.version() == "TLSv1.3"
+    for client in held:
+        client.sock.close()

@@ -32,12 +32,15 @@ def listen(host: str, port: int) -> socket.socket:
 
 class RelayServer:
     def __init__(self, listener: socket.socket, tls: ssl.SSLContext,
-                 context: tunnel.RelayContext):
+                 context: tunnel.RelayContext, max_connections: int = 4096):
         self.tls = tls
         self.context = context
         self.connections: set[H2ServerConnection] = set()
         self.tunnels = gevent.pool.Group()
-        self._server = StreamServer(listener, self._serve_connection)
+        # A full pool stops accepting: further clients wait in the listen queue, where
+        # another worker may take them, instead of each costing a greenlet and TLS state.
+        self._server = StreamServer(listener, self._serve_connection,
+                                    spawn=gevent.pool.Pool(max_connections))
 
     @property
     def address(self) -> tuple[str, int]:
