@@ -41,7 +41,7 @@ from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
 from wireleap_relay.upgrade import unpacked
-from wireleap_relay.workers import LISTEN_FD_ENV, READY_FD_ENV, Supervisor, WorkerFailed
+from wireleap_relay.workers import BEAT, LISTEN_FD_ENV, READY_FD_ENV, Supervisor, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ HANDOVER_SIGNAL = signal.SIGUSR2
 HANDOVER_FD_ENV = "WIRELEAP_HANDOVER_FD"
 HANDOVER_FROM_ENV = "WIRELEAP_HANDOVER_FROM"
 HANDOVER_TIMEOUT = 90.0
-HANDOVER_GRACE = 60.0  # how long old workers may finish their streams after a hand-over
+HANDOVER_GRACE = 60.0  # how long old workers may finish their streams: hand-over, reload
 
 
 class Fatal(Exception):
@@ -189,7 +189,7 @@ class Master:
         self.raw, self.cfg = raw, cfg
         supervisor.broadcast(self.manager.gate_state())
         try:
-            supervisor.replace_all(raw)
+            supervisor.replace_all(raw, grace=HANDOVER_GRACE)
         except WorkerFailed as exc:
             log.info("could not start workers with the new config, the running ones stay: "
                      "%s", exc)
@@ -229,7 +229,7 @@ class Master:
         gevent.killall(self.background)
         supervisor.broadcast(GateState())
         self.manager.disenroll_all()
-        supervisor.stop(grace=STOP_GRACE + 2)
+        supervisor.stop(grace=STOP_GRACE)
         listener.close()
         pidfile.remove(self.home.pid_file, os.getpid())
         log.info("stopped")
@@ -263,22 +263,40 @@ def run_worker(home: Home) -> int:
                          build_context(home, cfg, identity.load(home), gate),
                          max_connections=cfg.max_connections)
     server.start()
-    ready = int(os.environ.pop(READY_FD_ENV))
-    os.write(ready, b"r")
-    os.close(ready)
+    gevent.spawn(_heartbeat, int(os.environ.pop(READY_FD_ENV)))
     stop = gevent.event.Event()
+    grace = [STOP_GRACE]  # a signal from outside: the stop grace
     for signum in STOP_SIGNALS:
         gevent.signal_handler(signum, stop.set)
 
     def follow_master() -> None:
         for line in stdin:
-            gate.state = GateState.from_json(json.loads(line)["gate"])
-        stop.set()  # stdin closed: the master is gone
+            message = json.loads(line)
+            if "gate" in message:
+                gate.state = GateState.from_json(message["gate"])
+            if "stop" in message:  # the master's own grace: a hand-over or reload is longer
+                grace[0] = float(message["stop"])
+                break
+        stop.set()  # told to, or stdin closed: the master is gone
 
     gevent.spawn(follow_master)
     stop.wait()
-    server.stop(grace=STOP_GRACE)
+    server.stop(grace=grace[0])
     return 0
+
+
+def _heartbeat(ready: int) -> None:
+    """The first byte says the worker serves; later ones that its loop still runs. Never
+    blocks: a master that does not read (yet) costs nothing."""
+    os.set_blocking(ready, False)
+    while True:
+        try:
+            os.write(ready, b".")
+        except BlockingIOError:
+            pass
+        except OSError:
+            return  # the master closed its end
+        gevent.sleep(BEAT)
 
 
 def _refuse_second_daemon(home: Home) -> None:

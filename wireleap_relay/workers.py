@@ -3,15 +3,17 @@ listening socket (the gunicorn model), because one Python process uses one core.
 
 The master talks to each worker over the worker's stdin, one JSON object per line: first
 the config text the master validated (so master and workers never disagree about it), then
-the gate state whenever enrollment changes. A worker whose stdin closes has lost its master
-and stops. Duplicate sharetokens are refused across workers by the token store's exclusive
-file creation, not by anything shared in memory.
+the gate state whenever enrollment changes, and last `{"stop": grace}`: stop accepting and
+let running streams finish for up to `grace` seconds. A worker whose stdin closes has lost
+its master and stops. A worker writes a byte to its ready pipe once it serves and then
+every BEAT seconds; one that goes silent is hung and replaced. Duplicate sharetokens are
+refused across workers by the token store's exclusive file creation, not by anything
+shared in memory.
 """
 
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -29,6 +31,11 @@ READY_TIMEOUT = 60.0
 WATCH_INTERVAL = 0.2
 QUICK_EXIT = 5.0  # a worker dying this soon after its start is crashing, not unlucky
 MAX_BACKOFF = 30.0
+BEAT = 2.0  # a worker writes a heartbeat byte this often
+HUNG_AFTER_ENV = "WIRELEAP_WORKER_HUNG_AFTER"  # tests shorten it
+# No heartbeat for this long: the worker's loop is stuck, kill it.
+HUNG_AFTER = float(os.environ.get(HUNG_AFTER_ENV, "30"))
+KILL_MARGIN = 2.0  # past its drain grace, a worker is killed
 
 
 class WorkerFailed(Exception):
@@ -45,22 +52,25 @@ class Worker:
         self.proc = subprocess.Popen(command + ["worker"], stdin=read_end,
                                      pass_fds=(fd, ready_write), env=env)
         self.started = time.monotonic()
+        self.last_beat = self.started
         os.close(read_end)
         os.close(ready_write)
-        self.send({"config": config_raw.decode("utf-8")})
-        self.send({"gate": gate.to_json()})
+        # Blocking for the first lines (the config may exceed the pipe's atomic size; the
+        # worker reads it at once), then never again: a worker that stops reading must not
+        # freeze the master.
+        self._write({"config": config_raw.decode("utf-8")})
+        self._write({"gate": gate.to_json()})
+        os.set_blocking(self._pipe, False)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Until the worker serves; WorkerFailed if it died or took too long."""
         gevent.os.make_nonblocking(self._ready)
-        try:
-            with gevent.Timeout(timeout, WorkerFailed(f"worker {self.pid} did not start "
-                                                      f"within {timeout:g}s")):
-                if not gevent.os.nb_read(self._ready, 1):
-                    raise WorkerFailed(f"worker {self.pid} exited while starting "
-                                       f"(status {self.proc.wait()})")
-        finally:
-            os.close(self._ready)
+        with gevent.Timeout(timeout, WorkerFailed(f"worker {self.pid} did not start "
+                                                  f"within {timeout:g}s")):
+            if not gevent.os.nb_read(self._ready, 1):
+                raise WorkerFailed(f"worker {self.pid} exited while starting "
+                                   f"(status {self.proc.wait()})")
+        self.last_beat = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -70,24 +80,50 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def hung(self) -> bool:
+        """No heartbeat for HUNG_AFTER seconds: its loop is stuck (gunicorn's worker
+        timeout). The worker writes a byte to its ready pipe every BEAT seconds."""
+        try:
+            if os.read(self._ready, 4096):
+                self.last_beat = time.monotonic()
+        except (BlockingIOError, OSError):
+            pass
+        return time.monotonic() - self.last_beat > HUNG_AFTER
+
+    def _write(self, message: dict) -> None:
+        os.write(self._pipe, (json.dumps(message) + "\n").encode())
+
     def send(self, message: dict) -> None:
         try:
-            os.write(self._pipe, (json.dumps(message) + "\n").encode())
+            self._write(message)
+        except BlockingIOError:
+            log.info("worker %d does not read its messages, killing it", self.pid)
+            self.kill()
         except OSError:
             pass  # it is gone; the supervisor notices and replaces it
 
-    def terminate(self) -> None:
-        """Stop accepting, finish running streams, exit (the worker's own grace bound)."""
+    def terminate(self, grace: float) -> None:
+        """Stop accepting, finish running streams for up to `grace` seconds, exit."""
+        self.send({"stop": grace})
+        self.close()
+
+    def kill(self) -> None:
         if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            os.close(self._pipe)
-        except OSError:
-            pass
+            self.proc.kill()
+
+    def close(self) -> None:
+        """Our ends of its pipes; its stdin closing also tells it to stop."""
+        for fd in (self._pipe, self._ready):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._pipe = self._ready = -1
 
 
 class Supervisor:
-    """Keeps `count` workers alive; replaces any that dies unless we are stopping."""
+    """Keeps `count` workers alive; replaces any that dies or hangs unless we are
+    stopping."""
 
     def __init__(self, command: list[str], listener: socket.socket, count: int):
         self.command = command
@@ -112,7 +148,8 @@ class Supervisor:
                 worker.wait_ready()
         except WorkerFailed:
             for worker in workers:
-                worker.terminate()
+                worker.kill()
+                worker.close()
             raise
         return workers
 
@@ -124,15 +161,22 @@ class Supervisor:
     def _watch(self) -> None:
         backoff = 0.0
         while not self._stopping:
-            for i, worker in enumerate(self.workers):
-                if worker.alive or self._stopping:
+            for worker in list(self.workers):  # replace_all may swap the list meanwhile
+                if self._stopping or (worker.alive and not worker.hung()):
                     continue
+                if worker.alive:
+                    log.info("worker %d sent no heartbeat for %gs, killing it", worker.pid,
+                             HUNG_AFTER)
+                    worker.kill()
+                    worker.proc.wait()
+                worker.close()
                 crashed = time.monotonic() - worker.started < QUICK_EXIT
                 backoff = min(MAX_BACKOFF, backoff * 2 or 1.0) if crashed else 0.0
                 log.info("worker %d exited with %s, starting another%s", worker.pid,
                          worker.proc.returncode, f" in {backoff:g}s" if backoff else "")
                 gevent.sleep(backoff)
-                self.workers[i] = self._spawn()
+                if worker in self.workers and not self._stopping:
+                    self.workers[self.workers.index(worker)] = self._spawn()
             gevent.sleep(WATCH_INTERVAL)
 
     def broadcast(self, gate: GateState) -> None:
@@ -140,21 +184,22 @@ class Supervisor:
         for worker in self.workers:
             worker.send({"gate": gate.to_json()})
 
-    def replace_all(self, config_raw: bytes) -> None:
-        """New workers with the new config first, then the old ones drain and leave: the
-        listening socket is never without a worker."""
+    def replace_all(self, config_raw: bytes, grace: float) -> None:
+        """New workers with the new config first, then the old ones finish their streams
+        (up to `grace` seconds) and leave: the listening socket is never without a
+        worker."""
         old = self.workers
         self.config_raw = config_raw
         self.workers = self._spawn_ready()
         for worker in old:
-            worker.terminate()
-            gevent.spawn(worker.proc.wait)  # reap it once it has drained
+            worker.terminate(grace)
+            gevent.spawn(_retire, worker, grace)
 
     def stop(self, grace: float) -> None:
         self._stopping = True
         for worker in self.workers:
-            worker.terminate()
-        deadline = time.monotonic() + grace
+            worker.terminate(grace)
+        deadline = time.monotonic() + grace + KILL_MARGIN
         for worker in self.workers:
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
@@ -162,3 +207,13 @@ class Supervisor:
                 log.info("worker %d did not finish in time, killing it", worker.pid)
                 worker.proc.kill()
                 worker.proc.wait()
+
+
+def _retire(worker: Worker, grace: float) -> None:
+    """Reap a draining worker; kill it if it overstays its grace."""
+    try:
+        worker.proc.wait(grace + KILL_MARGIN)
+    except subprocess.TimeoutExpired:
+        log.info("worker %d did not finish in time, killing it", worker.pid)
+        worker.proc.kill()
+        worker.proc.wait()

@@ -184,3 +184,48 @@ def test_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path, contract,
         assert proc.proc.wait(70) == 0  # the old master retired once its streams finished
     finally:
         run_cli(home, "stop")
+
+
+def open_pipes(pid: int) -> int:
+    """The master's pipes: two per worker (its stdin, its ready pipe). Sockets come and go
+    with heartbeats, so they are not counted."""
+    links = (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    return sum(link.startswith("pipe:") for link in links)
+
+
+def test_replacing_workers_leaks_no_descriptors(relay, wallet, echo_server):
+    before = open_pipes(relay.proc.pid)
+    for _ in range(3):
+        victim = workers_of(relay)[0]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda v=victim: len(workers_of(relay)) == 2 and
+                        v not in workers_of(relay))
+    assert echo_once(relay, wallet, echo_server)
+    assert open_pipes(relay.proc.pid) == before
+
+
+def test_a_hung_worker_is_killed_and_replaced(tmp_path, contract, wallet, echo_server):
+    """A worker whose loop is stuck (here: stopped) sends no heartbeats; the master
+    kills it and starts another, and is not itself held up by it."""
+    proc = RelayProcess(make_home(str(tmp_path), "relay", contract.url, "backing", workers=2),
+                        env=dict(FAST, WIRELEAP_WORKER_HUNG_AFTER="3")).start()
+    try:
+        hung = workers_of(proc)[0]
+        os.kill(hung, signal.SIGSTOP)
+        assert wait_for(lambda: hung not in workers_of(proc) and len(workers_of(proc)) == 2,
+                        timeout=30)
+        assert f"worker {hung} sent no heartbeat for 3s, killing it" in proc.log_text()
+        for _ in range(4):
+            assert echo_once(proc, wallet, echo_server)
+    finally:
+        proc.stop()
+
+
+def test_reload_lets_running_streams_outlive_the_stop_grace(relay, wallet, source_server):
+    """Old workers drain for the hand-over grace (60 s), not the 10 s of a stop: this
+    transfer takes about 20 s."""
+    transfer = slow_download(relay, wallet, source_server, 8 * MiB, per_read=8 * 1024)
+    gevent.sleep(0.5)
+    assert run_cli(relay.relay.home, "reload", env=FAST).returncode == 0
+    assert transfer.get(timeout=90) == 8 * MiB
+    assert "did not finish in time" not in relay.log_text()
