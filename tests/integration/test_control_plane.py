@@ -183,6 +183,45 @@ def test_contract_down_for_a_while_then_every_token_arrives(tmp_path, make_fake,
         back.stop()
 
 
+def test_tokens_of_a_contract_removed_from_the_config_are_still_submitted(
+        tmp_path, make_fake, procs, echo_server):
+    """Tokens are money: removing a contract from config.json stops new streams under it,
+    not the settlement of what it already owes."""
+    kept = make_fake("kept", servicekey_duration=2, submission_window=600)
+    removed = make_fake("removed", servicekey_duration=2, submission_window=600,
+                        contract_seed=b"\x08" * 32)
+    proc = start_relay(tmp_path, procs, [kept.url, removed.url],
+                       auto_submit_interval="0.5s").start()
+    _make_tokens(proc, Wallet(removed.url, margin=0), echo_server, 3)
+    assert wait_for(lambda: os.path.exists(proc.relay.home.sharetokens + ".contracts.json"))
+    with open(proc.relay.home.config) as f:
+        config = json.load(f)
+    del config["contracts"][removed.url]
+    with open(proc.relay.home.config, "w") as f:
+        json.dump(config, f)
+    assert run_cli(proc.relay.home, "reload", env=FAST).returncode == 0
+    assert wait_for(lambda: proc.relay.address not in listed(removed)), "disenrolled"
+    assert wait_for(lambda: len(removed.snapshot()["tokens"]) == 3), "submitted after removal"
+    assert wait_for(lambda: not _pending(proc))
+
+
+def test_crashed_writes_leave_no_temp_files_for_long(tmp_path, make_fake, procs):
+    fake = make_fake(servicekey_duration=2, submission_window=600)
+    proc = start_relay(tmp_path, procs, [fake.url], auto_submit_interval="0.3s")
+    folder = os.path.join(proc.relay.home.sharetokens, b64.encode(fake.contract_pubkey))
+    os.makedirs(folder)
+    old = os.path.join(folder, ".abc.json.x1y2z3")  # as write_atomic names its temp files
+    fresh = os.path.join(folder, ".def.json.a1b2c3")
+    for path in (old, fresh):
+        with open(path, "w") as f:
+            f.write('{"partial":')
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    proc.start()
+    assert wait_for(lambda: not os.path.exists(old))
+    assert os.path.exists(fresh)  # it may be a write in progress
+    assert f"removed {old}, left by a write that crashed" in proc.log_text()
+
+
 def test_window_closed_tokens_are_discarded(tmp_path, make_fake, procs, echo_server):
     fake = make_fake(servicekey_duration=2, submission_window=600)
     proc = start_relay(tmp_path, procs, [fake.url], auto_submit_interval="0.5s").start()

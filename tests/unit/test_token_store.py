@@ -265,3 +265,35 @@ def test_racing_processes_exactly_one_wins(tmp_path):
     go.touch()
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
     assert outcomes == ["accepted"] + ["duplicate"] * 5
+
+
+def test_contract_urls_are_remembered_beside_the_store(tmp_path):
+    store = TokenStore(str(tmp_path / "sharetokens"))
+    assert store.known_urls() == {}
+    store.remember_urls({b"\x01" * 32: "https://one.example"})
+    store.remember_urls({b"\x02" * 32: "https://two.example"})
+    store.remember_urls({b"\x01" * 32: "https://one.example/moved"})
+    assert store.known_urls() == {b"\x01" * 32: "https://one.example/moved",
+                                  b"\x02" * 32: "https://two.example"}
+    assert os.listdir(tmp_path) == ["sharetokens.contracts.json"]  # never inside the store
+
+
+def test_unreadable_contract_urls_are_no_urls(tmp_path):
+    store = TokenStore(str(tmp_path / "sharetokens"))
+    for junk in (b"", b"[1, 2]", b'{"not base64!": "x"}', b"\xff"):
+        with open(store.urls_file, "wb") as f:
+            f.write(junk)
+        assert store.known_urls() == {}
+
+
+def test_only_old_temp_files_are_leftovers(tmp_path):
+    store = TokenStore(str(tmp_path))
+    folder = tmp_path / "contract"
+    folder.mkdir()
+    old, fresh, token = (folder / ".a.json.1", folder / ".b.json.2", folder / "c.json")
+    for path in (old, fresh, token):
+        path.write_text("{}")
+    os.utime(old, (1000, 1000))
+    os.utime(token, (1000, 1000))  # a real token is never a leftover, however old
+    assert store.remove_leftovers(now=1000 + 3601) == [str(old)]
+    assert sorted(os.listdir(folder)) == [".b.json.2", "c.json"]

@@ -98,8 +98,10 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> None:
         raise Refused(str(exc)) from None
     _store(ctx.store, token)
     remote = init.remote
+    # The next relay's address as repr(): a client's text must not forge log lines.
     log.info("stream %d: %s %s via contract %s", stream.id, init.protocol,
-             "(target)" if remote.is_target else remote.hostport, token.contract_key_b64)
+             "(target)" if remote.is_target else repr(remote.hostport),
+             token.contract_key_b64)
     sock = dialer.dial(remote, init.protocol, ctx.policy)
     try:
         _splice(stream, sock, ctx, udp=init.protocol.startswith("udp"),

@@ -10,13 +10,23 @@ is configured) or definitively refused it (it is then moved to `expired/`).
 
 import json
 import os
+import time
 
 from wireleap_relay.fsutil import create_exclusive, ensure_dir, fsync_dir, write_atomic
+from wireleap_relay.wire import b64
 from wireleap_relay.wire.sharetoken import Sharetoken
 
 # Folders common v0.3.8 keeps beside the per-contract ones; they hold no pending tokens.
 MALFORMED = "malformed"
 EXPIRED = "expired"
+# Beside the store (`sharetokens.contracts.json`), not in it, where the Go relay expects
+# only folders: the URL of every contract whose tokens were stored. A token names its
+# contract only by key, and one removed from the config must still be submitted while its
+# window is open.
+CONTRACT_URLS_SUFFIX = ".contracts.json"
+# A temp file (`.<name>.<random>`) this old is a crashed write's: the link that makes a
+# token pending never happened, so nothing was accepted from it.
+LEFTOVER_AGE = 3600.0
 
 
 class DuplicateSharetoken(Exception):
@@ -38,6 +48,44 @@ class TokenStore:
         ensure_dir(os.path.dirname(path))
         if not create_exclusive(path, token.to_json().encode(), mode=0o644):
             raise DuplicateSharetoken()
+
+    @property
+    def urls_file(self) -> str:
+        return self.root.rstrip("/") + CONTRACT_URLS_SUFFIX
+
+    def known_urls(self) -> dict[bytes, str]:
+        """Contract key -> URL of every contract this relay has stored tokens for."""
+        try:
+            with open(self.urls_file, "rb") as f:
+                saved = json.loads(f.read())
+            return {b64.decode(key): url for key, url in saved.items()
+                    if isinstance(url, str)}
+        except (OSError, ValueError, AttributeError):
+            return {}  # none yet, or unreadable: the config's contracts still work
+
+    def remember_urls(self, urls: dict[bytes, str]) -> None:
+        """Add the config's contracts to the known ones (written only when it changes)."""
+        known = self.known_urls()
+        merged = {**known, **urls}
+        if merged != known:
+            write_atomic(self.urls_file, json.dumps(
+                {b64.encode(key): url for key, url in sorted(merged.items())},
+                indent=4).encode())
+
+    def remove_leftovers(self, now: float | None = None) -> list[str]:
+        """Delete temp files of writes that crashed (LEFTOVER_AGE old); their paths."""
+        now = time.time() if now is None else now
+        removed = []
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    if name.startswith(".") and now - os.stat(path).st_mtime > LEFTOVER_AGE:
+                        os.unlink(path)
+                        removed.append(path)
+                except OSError:
+                    continue
+        return removed
 
     def pending(self) -> list[str]:
         """Paths of every pending token (the reserved folders and temp files left out)."""

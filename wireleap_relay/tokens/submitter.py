@@ -12,7 +12,12 @@ Go 0.6.1 instead drops every failed token from its schedule until the next resta
 
 The pending folder is the schedule: every tick lists it afresh, so tokens accepted by any
 process, or left over from earlier runs, are all picked up, and nothing is held in memory
-that a crash could lose.
+that a crash could lose. A token of a contract no longer in the config goes to the URL it
+had (the store remembers every contract's), until its window closes like any other; one
+whose contract was never known is set aside once its window has closed.
+
+The file work (listing, archiving, fsync) runs in the hub's thread pool: the master's
+loop also answers signals and sends heartbeats.
 """
 
 import logging
@@ -60,33 +65,45 @@ class Submitter:
     def tick(self) -> TickReport:
         report = TickReport()
         now = self.clock()
+        current = self.contract_urls()
+        _offload(self.store.remember_urls, current)
+        urls = {**_offload(self.store.known_urls), **current}
+        for path in _offload(self.store.remove_leftovers):
+            log.info("removed %s, left by a write that crashed", path)
         due = [(path, token) for path, token in self._scan() if
                token.contract.settlement_open + 1 <= now]
         pool = gevent.pool.Pool(CONCURRENCY)
         for path, token in due:
-            pool.spawn(self._submit, path, token, report)
+            pool.spawn(self._submit, path, token, urls.get(token.contract.public_key), report)
         pool.join()
         return report
 
     def _scan(self) -> list[tuple[str, Sharetoken]]:
         """Pending tokens, parsed once per file and remembered by path."""
-        paths = self.store.pending()
+        paths = _offload(self.store.pending)
         self._parsed = {p: self._parsed[p] for p in paths if p in self._parsed}
         found = []
         for path in paths:
             if path not in self._parsed:
                 try:
-                    self._parsed[path] = self.store.load(path)
+                    self._parsed[path] = _offload(self.store.load, path)
                 except (OSError, ValueError) as exc:
                     self._set_aside(path, MALFORMED, f"malformed sharetoken file: {exc}")
                     continue
             found.append((path, self._parsed[path]))
         return found
 
-    def _submit(self, path: str, token: Sharetoken, report: TickReport) -> None:
-        url = self.contract_urls().get(token.contract.public_key)
+    def _submit(self, path: str, token: Sharetoken, url: str | None,
+                report: TickReport) -> None:
         if url is None:
-            log.info("cannot submit sharetoken to unknown SC %s", token.contract_key_b64)
+            if self.clock() > token.contract.settlement_close:
+                report.discarded += 1
+                self._set_aside(path, EXPIRED, "no URL was ever known for SC "
+                                f"{token.contract_key_b64} and the submission window of "
+                                f"sharetoken sig={token.signature_b64} has closed")
+            else:
+                log.info("cannot submit sharetoken to unknown SC %s",
+                         token.contract_key_b64)
             return
         log.info("submitting sharetoken sig=%s to %s (%s)", token.signature_b64, url,
                  token.contract_key_b64)
@@ -101,9 +118,9 @@ class Submitter:
         report.submitted += 1
         try:
             if self.archive_root:
-                self.store.archive(path, self.archive_root)
+                _offload(self.store.archive, path, self.archive_root)
             else:
-                self.store.remove(path)
+                _offload(self.store.remove, path)
         except OSError as exc:
             log.info("could not archive sharetoken (sig=%s): %s, keeping it in store",
                      token.signature_b64, exc)
@@ -133,7 +150,12 @@ class Submitter:
     def _set_aside(self, path: str, kind: str, why: str) -> None:
         log.info("%s", why)
         try:
-            moved = self.store.set_aside(path, kind)
+            moved = _offload(self.store.set_aside, path, kind)
             log.info("moved %s to %s", os.path.basename(path), os.path.dirname(moved))
         except OSError as exc:
             log.info("could not move %s aside: %s", path, exc)
+
+
+def _offload(function, *args):
+    """Run blocking file work in the hub's thread pool, so the loop keeps going."""
+    return gevent.get_hub().threadpool.apply(function, args)
