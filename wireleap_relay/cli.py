@@ -166,13 +166,21 @@ def cmd_upgrade(args: dict) -> int:
 
 
 def cmd_rollback(args: dict) -> int:
-    from wireleap_relay.upgrade import UpgradeError, rollback
+    from wireleap_relay.upgrade import UpgradeError, lock, rollback
 
+    where = home.current()
     try:
-        rollback.rollback(home.current())
+        locked = lock.acquire(where)
+    except UpgradeError as exc:
+        log.error("error: %s", exc)
+        return EXIT_FAIL
+    try:
+        rollback.rollback(where)
     except UpgradeError as exc:
         log.error("error while running post-rollback hook: %s", exc)
         return EXIT_FAIL
+    finally:
+        os.close(locked)
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import zipfile
@@ -445,6 +446,31 @@ def test_not_confirmed_nothing_changes(published, server, fake, running_a, answe
     assert running_a.pid() == pid and pidfile.alive(pid)
     if tail == "OK, aborting.\n":
         assert not os.path.exists(running_a.home.quarantine)
+
+
+def test_one_upgrade_or_rollback_at_a_time(published, server, fake, running_a):
+    """While another upgrade holds the home's lock (an automatic one, say), a manual
+    `upgrade` or `rollback` refuses and changes nothing."""
+    announce(fake, B)
+    server.publish(published)
+    before = running_a.snapshot()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         running_a.home.path(".upgrade.lock")], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        for command in ("upgrade", "rollback"):
+            refused = running_a.run(command, answer="y\n")
+            assert refused.returncode == 1
+            assert "another upgrade or rollback of this relay is in progress" in \
+                refused.stderr
+            assert running_a.snapshot() == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert running_a.answers_ping()
 
 
 def test_up_to_date(published, server, fake, running_a):

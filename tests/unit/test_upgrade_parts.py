@@ -107,3 +107,33 @@ def test_skip_is_written_quoted_and_said(tmp_path):
     assert said == ["Skipping version 0.7.2"]
     skipversion.skip(str(tmp_path / "missing"), "0.7.2", said.append)
     assert said[-1].startswith("Could not persist skipped version 0.7.2: ")
+
+
+def test_the_switch_never_leaves_the_home_without_a_relay_or_config(tmp_path, monkeypatch):
+    """After every rename or link of the switch, `wireleap-relay` and `config.json` exist
+    (a crash, or a restart by systemd or cron, at any step finds something to run)."""
+    from wireleap_relay.upgrade import supervise
+
+    home = Home(str(tmp_path))
+    for path, text in ((home.binary, "old"), (home.binary_next, "new"),
+                       (home.config, "{}"), (home.config_next, '{"new": 1}')):
+        with open(path, "w") as f:
+            f.write(text)
+    steps = []
+
+    def checked(real):
+        def step(*args, **kwargs):
+            result = real(*args, **kwargs)
+            steps.append((real.__name__, os.path.exists(home.binary),
+                          os.path.exists(home.config)))
+            return result
+        return step
+
+    for name in ("replace", "link", "unlink", "rename"):
+        monkeypatch.setattr(supervise.os, name, checked(getattr(os, name)))
+    supervise._switch(home)
+    monkeypatch.undo()
+    assert steps and all(binary and config for _, binary, config in steps), steps
+    assert open(home.binary).read() == "new" and open(home.binary_prev).read() == "old"
+    assert open(home.config).read() == '{"new": 1}' and open(home.config_prev).read() == "{}"
+    assert not os.path.exists(home.binary_next) and not os.path.exists(home.config_next)

@@ -4,6 +4,7 @@ version that one is available. Either way a version is handled once: a failed au
 upgrade and a merely announced version both go to `.skip-upgrade-version`."""
 
 import logging
+import os
 from collections.abc import Callable
 
 import gevent
@@ -11,7 +12,7 @@ import gevent
 from wireleap_relay import skipversion
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.semver import is_semver
-from wireleap_relay.upgrade import UpgradeError, download, release, stage, supervise
+from wireleap_relay.upgrade import UpgradeError, download, lock, release, stage, supervise
 from wireleap_relay.version import software_version
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,20 @@ class _NoticeHandler:
     def _upgrade(self, settings: release.Release, version: str) -> None:
         log.info("Received new update notification for version %s.", version)
         try:
+            locked = lock.acquire(self.home)
+        except UpgradeError as exc:
+            log.info("Not upgrading to %s now: %s.", version, exc)
+            self.upgrade = None  # the next heartbeat's notice tries again
+            return
+        try:
+            self._staged_and_launched(settings, version, locked)
+        finally:
+            os.close(locked)  # the supervisor holds its own copy of the lock
+
+    def _staged_and_launched(self, settings: release.Release, version: str,
+                             locked: int) -> None:
+        stage.remove_quarantine(self.home)  # whatever an earlier, interrupted run left
+        try:
             text = stage.changelog(self.home, settings, version)
             log.info("Changelog:")
             print(text, flush=True)  # to stdout, the log file, as Go does
@@ -57,7 +72,7 @@ class _NoticeHandler:
         log.info("Upgrading to version %s...", version)
         try:
             stage.stage(self.home, settings, version, download.Progress(log.info))
-            supervise.launch(self.home, software_version(), version)  # it stops us
+            supervise.launch(self.home, software_version(), version, locked)  # it stops us
         except UpgradeError as exc:
             log.info("Could not upgrade to new %s version %s: %s, skipping update.",
                      BINARY_NAME, version, exc)

@@ -13,7 +13,15 @@ from typing import TextIO
 from wireleap_relay import skipversion
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.semver import newer
-from wireleap_relay.upgrade import UpgradeError, channel, download, release, stage, supervise
+from wireleap_relay.upgrade import (
+    UpgradeError,
+    channel,
+    download,
+    lock,
+    release,
+    stage,
+    supervise,
+)
 from wireleap_relay.version import software_version
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,17 @@ def upgrade(home: Home, stdin: TextIO = sys.stdin) -> int:
               "nothing to do.")
         return 0
     try:
+        with lock.held(home) as locked:
+            return _upgrade_to(home, settings, current, latest, stdin, locked)
+    except UpgradeError as exc:
+        log.error("error: %s", exc)
+        return 1
+
+
+def _upgrade_to(home: Home, settings: release.Release, current: str, latest: str,
+                stdin: TextIO, locked: int) -> int:
+    stage.remove_quarantine(home)  # whatever an earlier, interrupted run left
+    try:
         text = stage.changelog(home, settings, latest)
     except UpgradeError as exc:
         text = f"-- error getting changelog: {exc} --"
@@ -57,7 +76,7 @@ def upgrade(home: Home, stdin: TextIO = sys.stdin) -> int:
     try:
         stage.stage(home, settings, latest, download.Progress(print, terminal))
         sys.stdout.flush()
-        code = supervise.launch(home, current, latest).wait()
+        code = supervise.launch(home, current, latest, locked).wait()
     except UpgradeError as exc:
         log.error("error: %s", exc)
         return 1

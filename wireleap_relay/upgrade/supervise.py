@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 PING_TRIES = 5
 
 
-def launch(home: Home, from_version: str, to_version: str) -> subprocess.Popen:
+def launch(home: Home, from_version: str, to_version: str, locked: int) -> subprocess.Popen:
     """Start the staged binary's supervisor, detached from our session and signals; it
-    writes to our stdout and stderr (the terminal, or the daemon's log file)."""
+    writes to our stdout and stderr (the terminal, or the daemon's log file). It inherits
+    the upgrade lock `locked` and holds it until it exits."""
     log.info("Running supervised upgrade to %s...", to_version)
     try:
         return subprocess.Popen([*command_for(home.binary_next), "supervise-upgrade",
-                                 from_version],
+                                 from_version], pass_fds=(locked,),
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     except OSError as exc:
         raise UpgradeError(f"supervise-upgrade Start() returned error {exc}") from exc
@@ -78,13 +79,24 @@ def supervise(home: Home, from_version: str) -> int:
 
 
 def _switch(home: Home) -> None:
+    """The old files become `.prev` by a second link, then the new ones replace them in
+    one rename each: at no moment is there no `wireleap-relay` or `config.json` (a
+    restart by systemd or cron in between would find nothing to run)."""
     log.info("replacing %s binary...", BINARY_NAME)
-    _rename(home.binary, home.binary_prev)
+    _keep_as_prev(home.binary, home.binary_prev)
     _rename(home.binary_next, home.binary)
     log.info("replacing config file...")
-    _rename(home.config, home.config_prev)
+    _keep_as_prev(home.config, home.config_prev)
     _rename(home.config_next, home.config)
     fsync_dir(home.root)
+
+
+def _keep_as_prev(current: str, prev: str) -> None:
+    _remove(prev)
+    try:
+        os.link(current, prev)
+    except OSError as exc:
+        raise UpgradeError(f"linking {current} -> {prev} failed: {exc}") from exc
 
 
 def _start(home: Home, already_running: bool) -> None:
