@@ -1,6 +1,6 @@
-"""`python -m wireleap_relay.testing [bench]`: the local demo network (`make run`) or the
-benchmark (`make bench`). gevent patches here, at the entry point, before anything imports
-socket."""
+"""`python -m wireleap_relay.testing [bench [--smoke] ...]`: the local demo network
+(`make run`) or the benchmark (`make bench`). gevent patches here, at the entry point,
+before anything imports socket."""
 
 from gevent import monkey
 
@@ -8,9 +8,11 @@ monkey.patch_all()
 
 import sys  # noqa: E402
 
-if sys.argv[1:] == ["bench"]:
+if sys.argv[1:2] == ["bench"]:
     from wireleap_relay.testing.bench import main
-else:
-    from wireleap_relay.testing.devnet import main
+
+    sys.exit(main(sys.argv[2:]))
+
+from wireleap_relay.testing.devnet import main  # noqa: E402
 
 sys.exit(main())

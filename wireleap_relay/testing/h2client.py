@@ -311,6 +311,8 @@ class H2ClientConnection:
                 self._flush_wanted.set()
         except (OSError, h2.exceptions.ProtocolError) as exc:
             self._fail(exc)
+        except ValueError as exc:  # gevent's SSL socket, closed by close() meanwhile
+            self._fail(ConnectionAbortedError(str(exc)))
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RemoteSettingsChanged) or (
