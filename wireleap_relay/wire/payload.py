@@ -1,6 +1,7 @@
 """The init payload carried in the `wl-payload` header (wire.md §2.2, §3)."""
 
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -14,6 +15,11 @@ ALLOWED_PROTOCOLS = ("tcp", "tcp4", "tcp6", "udp", "udp4", "udp6")
 ALLOWED_SCHEMES = ("wireleap", "https", "target")
 CONNECT = "CONNECT"
 PING = "PING"
+# Deeper payloads are refused before json.loads, whose own limit depends on the interpreter
+# (near 1000 levels up to 3.12, near 10000 from 3.13; Go's is 10000). A valid one is 1 deep.
+MAX_DEPTH = 500
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"?', re.DOTALL)  # never fails, so linear
+_BRACKET = re.compile(r"[][{}]")
 
 
 class PayloadError(ValueError):
@@ -88,13 +94,14 @@ class InitPayload:
 def parse(header: str | None) -> InitPayload:
     """Parse leniently like Go (unknown keys ignored, keys case-insensitive, null = absent)
     but with every value type-checked; raise PayloadError with Go's message prefix."""
+    if _too_deep(header or ""):
+        # '[' * 5000 would otherwise escape as an internal error (a RecursionError up to 3.12);
+        # Go's decoder words it so.
+        raise PayloadError("could not parse payload header: exceeded max depth")
     try:
         obj = json.loads(header or "")
     except ValueError as exc:
         raise PayloadError(f"could not parse payload header: {_json_error(header, exc)}") from exc
-    except RecursionError:
-        # '[' * 5000 would otherwise escape as an internal error; Go's decoder words it so.
-        raise PayloadError("could not parse payload header: exceeded max depth") from None
     try:
         f = fields(obj, "", ("command", "protocol", "remote", "token", "version"))
         command = as_str(f.get("command", ""), "command")
@@ -107,6 +114,18 @@ def parse(header: str | None) -> InitPayload:
     except FieldError as exc:
         raise PayloadError(f"could not parse payload header: {exc}") from exc
     return InitPayload(command, protocol, remote, token, version)
+
+
+def _too_deep(text: str) -> bool:
+    """Whether JSON text nests arrays and objects more than MAX_DEPTH deep (strings skipped)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
 
 
 def check_connect(payload: InitPayload) -> None:
