@@ -55,6 +55,7 @@ class Worker:
         self.last_beat = self.started
         os.close(read_end)
         os.close(ready_write)
+        os.set_blocking(self._ready, False)  # read by the watcher, which must never block
         # Blocking for the first lines (the config may exceed the pipe's atomic size; the
         # worker reads it at once), then never again: a worker that stops reading must not
         # freeze the master.
@@ -64,7 +65,6 @@ class Worker:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Until the worker serves; WorkerFailed if it died or took too long."""
-        gevent.os.make_nonblocking(self._ready)
         with gevent.Timeout(timeout, WorkerFailed(f"worker {self.pid} did not start "
                                                   f"within {timeout:g}s")):
             if not gevent.os.nb_read(self._ready, 1):
@@ -114,10 +114,11 @@ class Worker:
     def close(self) -> None:
         """Our ends of its pipes; its stdin closing also tells it to stop."""
         for fd in (self._pipe, self._ready):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         self._pipe = self._ready = -1
 
 

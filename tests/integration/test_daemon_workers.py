@@ -39,8 +39,7 @@ def relay(tmp_path, contract):
 
 
 def workers_of(proc) -> list[int]:
-    with open(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children") as f:
-        return [int(pid) for pid in f.read().split()]
+    return workers_of_pid(proc.proc.pid)
 
 
 def test_workers_serve_and_a_killed_one_is_replaced(relay, wallet, echo_server):
@@ -48,7 +47,7 @@ def test_workers_serve_and_a_killed_one_is_replaced(relay, wallet, echo_server):
     assert len(first) == 2
     os.kill(first[0], signal.SIGKILL)
     assert echo_once(relay, wallet, echo_server)  # the other worker keeps serving
-    assert wait_for(lambda: len(workers_of(relay)) == 2 and first[0] not in workers_of(relay))
+    assert wait_for(lambda: replaced(relay, first[0]))
     assert f"worker {first[0]} exited with -9, starting another" in relay.log_text()
     for _ in range(6):
         assert echo_once(relay, wallet, echo_server)
@@ -186,22 +185,54 @@ def test_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path, contract,
         run_cli(home, "stop")
 
 
-def open_pipes(pid: int) -> int:
-    """The master's pipes: two per worker (its stdin, its ready pipe). Sockets come and go
-    with heartbeats, so they are not counted."""
-    links = (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
-    return sum(link.startswith("pipe:") for link in links)
+def pipe_ends(pid: int) -> list[str]:
+    """The pipes a process holds an end of, as `pipe:[inode]`, one entry per descriptor."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return [link for link in links if link.startswith("pipe:")]
+
+
+def dangling_pipes(master: int) -> set[str]:
+    """Pipes of which the master holds one end and no live worker the other: the ends of
+    workers that are gone. (gevent's own wake-up pipes have both ends in the master.)"""
+    mine = pipe_ends(master)
+    theirs = {link for worker in workers_of_pid(master) for link in pipe_ends(worker)}
+    return {link for link in mine if mine.count(link) == 1 and link not in theirs}
+
+
+def workers_of_pid(master: int) -> list[int]:
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+def replaced(proc, victim: int) -> bool:
+    """Two workers again, the victim not among them (one reading of the list)."""
+    now = workers_of(proc)
+    return len(now) == 2 and victim not in now
 
 
 def test_replacing_workers_leaks_no_descriptors(relay, wallet, echo_server):
-    before = open_pipes(relay.proc.pid)
     for _ in range(3):
         victim = workers_of(relay)[0]
         os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda v=victim: len(workers_of(relay)) == 2 and
-                        v not in workers_of(relay))
+        assert wait_for(lambda v=victim: replaced(relay, v))
     assert echo_once(relay, wallet, echo_server)
-    assert open_pipes(relay.proc.pid) == before
+    # Settled (no worker half-spawned): the master holds the other end of each live
+    # worker's stdin, and no pipe of a worker that is gone.
+    assert wait_for(lambda: not dangling_pipes(relay.proc.pid) and all(
+        stdin_of(worker) in pipe_ends(relay.proc.pid) for worker in workers_of(relay))), \
+        dangling_pipes(relay.proc.pid)
+
+
+def stdin_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/0")
+    except OSError:
+        return "gone"
 
 
 def test_a_hung_worker_is_killed_and_replaced(tmp_path, contract, wallet, echo_server):
