@@ -161,7 +161,10 @@ def _source(sock: socket.socket, _addr) -> None:
     try:
         line = b""
         while not line.endswith(b"\n"):
-            line += sock.recv(1)
+            data = sock.recv(1)
+            if not data or len(line) > 32:
+                return  # the client left (a reset stream), or is no client of ours
+            line += data
         size = int(line)
         block = pattern_block()
         while size > 0:

@@ -16,7 +16,8 @@ from conftest import echo_once
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from wireleap_relay.relay import limits, sockopts
-from wireleap_relay.testing import circuit
+from wireleap_relay.testing import abuse, circuit
+from wireleap_relay.testing.relayproc import RelayProcess, make_home
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -221,3 +222,33 @@ def test_connections_past_the_cap_wait_to_be_accepted(relays):
     assert RawClient(capped).sock.version() == "TLSv1.3"
     for client in held:
         client.sock.close()
+
+
+FLOODS = ["stream flood + rapid reset", "CONTINUATION flood", "SETTINGS flood, ACKs unread",
+          "PING flood, ACKs unread", "HPACK bomb"]
+HOLDERS = ["zero window, 200 downloads", "stops reading, 50 downloads",
+           "200 slow TLS handshakes", "idle connections"]
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory, contract, source_server):
+    """One relay with one worker for the attack suite (what `python -m
+    wireleap_relay.testing abuse` runs longer for docs/reliability.md)."""
+    relay = RelayProcess(make_home(str(tmp_path_factory.mktemp("attacked")), "relay",
+                                   contract.url, "backing", workers=1)).start()
+    yield relay
+    relay.stop()
+
+
+@pytest.mark.parametrize("attack", FLOODS + HOLDERS)
+def test_attack_leaves_the_relay_bounded_and_serving(attack, attacked, wallet,
+                                                     source_server):
+    """Each attack for a few seconds beside a well-behaved client: floods are cut off, the
+    relay's memory stays within a bound, and the client's downloads go through."""
+    outcome = abuse.run_attack(attack, attacked, wallet, source_server, seconds=3,
+                               size=1 << 20)
+    assert outcome.relay_alive
+    assert outcome.during_mbps > 0  # downloads completed during the attack
+    assert outcome.peak_pss - outcome.idle_pss < 64 << 20, abuse.table([outcome])
+    if attack in FLOODS:
+        assert outcome.attacker == "cut off by the relay", abuse.table([outcome])

@@ -1,6 +1,17 @@
-"""The reset budget of a client connection (rapid reset)."""
+"""The budgets of a client connection: resets (rapid reset), SETTINGS and PING frames,
+counted on the bytes as they arrive."""
 
-from wireleap_relay.relay.limits import ConnectionLimits, ResetBudget
+from hyperframe.frame import (
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
+
+from wireleap_relay.relay.limits import PREFACE_SIZE, Budget, ConnectionLimits, FrameBudgets
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class Clock:
@@ -13,7 +24,7 @@ class Clock:
 
 def test_a_burst_then_the_rate():
     clock = Clock()
-    budget = ResetBudget(ConnectionLimits(reset_burst=10, resets_per_second=2.0), clock)
+    budget = Budget(10, 2.0, clock)
     assert all(budget.spend() for _ in range(10))
     assert not budget.spend()
     clock.now += 1.0  # two more
@@ -23,15 +34,56 @@ def test_a_burst_then_the_rate():
 
 def test_the_budget_refills_only_to_the_burst():
     clock = Clock()
-    budget = ResetBudget(ConnectionLimits(reset_burst=5, resets_per_second=100.0), clock)
+    budget = Budget(5, 100.0, clock)
     clock.now += 3600
     assert sum(budget.spend() for _ in range(20)) == 5
 
 
-def test_a_steady_client_never_runs_out():
-    """A Go client cancelling a stream now and then, far below the rate."""
-    clock = Clock()
-    budget = ResetBudget(ConnectionLimits(), clock)
-    for _ in range(10_000):
-        clock.now += 0.1
-        assert budget.spend()
+def stream_of(frames: list) -> bytes:
+    return PREFACE + b"".join(frame.serialize() for frame in frames)
+
+
+def fed(budgets: FrameBudgets, data: bytes, piece: int) -> str | None:
+    """The data in pieces of `piece` bytes, as reads may cut it anywhere."""
+    for start in range(0, len(data), piece):
+        said = budgets.admit(data[start:start + piece])
+        if said:
+            return said
+    return None
+
+
+def test_a_real_client_is_within_every_budget():
+    """A Go client's opening, requests, data and the odd reset and ping."""
+    frames = [SettingsFrame(0, settings={4: 4194304}), SettingsFrame(0, flags=["ACK"])]
+    for stream_id in range(1, 400, 2):
+        frames += [HeadersFrame(stream_id, data=b"\x82" * 50, flags=["END_HEADERS"]),
+                   DataFrame(stream_id, data=b"x" * 1000), RstStreamFrame(stream_id)]
+    frames += [PingFrame(0, opaque_data=b"12345678")] * 5
+    data = stream_of(frames)
+    for piece in (1, 7, 9, 4096, len(data)):
+        assert fed(FrameBudgets(ConnectionLimits()), data, piece) is None
+
+
+def test_too_many_resets():
+    limits = ConnectionLimits(reset_burst=50)
+    data = stream_of([RstStreamFrame(n) for n in range(1, 200, 2)])
+    for piece in (3, 1000):
+        assert fed(FrameBudgets(limits), data, piece) == "resets streams"
+
+
+def test_too_many_settings_or_pings_but_acks_are_free():
+    limits = ConnectionLimits(control_burst=20)
+    assert fed(FrameBudgets(limits), stream_of([SettingsFrame(0)] * 30), 5) == \
+        "sends SETTINGS and PING frames"
+    assert fed(FrameBudgets(limits), stream_of([PingFrame(0)] * 30), 50) == \
+        "sends SETTINGS and PING frames"
+    acks = [SettingsFrame(0, flags=["ACK"])] * 30 + [PingFrame(0, flags=["ACK"])] * 30
+    assert fed(FrameBudgets(limits), stream_of(acks), 5) is None
+
+
+def test_frame_payloads_are_skipped_not_read_as_headers():
+    """DATA whose bytes look like SETTINGS frame headers count for nothing."""
+    fake_settings = SettingsFrame(0).serialize() * 2000
+    data = stream_of([DataFrame(1, data=fake_settings[:16000])])
+    assert fed(FrameBudgets(ConnectionLimits(control_burst=1)), data, 777) is None
+    assert len(PREFACE) == PREFACE_SIZE

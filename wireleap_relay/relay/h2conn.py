@@ -29,7 +29,7 @@ from wireleap_relay.relay.limits import (
     MAX_FRAME_SIZE,
     MAX_HEADER_LIST_SIZE,
     ConnectionLimits,
-    ResetBudget,
+    FrameBudgets,
 )
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class H2ServerConnection:
         self.sock = sock
         self.on_stream = on_stream
         self.limits = limits
-        self._resets = ResetBudget(limits)
+        self._budgets = FrameBudgets(limits)
         self._greeted = False  # the client's preface and SETTINGS arrived
         self.streams: dict[int, ServerStream] = {}  # until each tunnel has ended
         self._lock = gevent.lock.Semaphore()
@@ -246,6 +246,11 @@ class H2ServerConnection:
                     break
                 if not data:
                     break
+                abuse = self._budgets.admit(data)
+                if abuse is not None:
+                    log.debug("closing a connection that %s faster than allowed", abuse)
+                    self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                    break
                 events = self._receive(data)
                 if events is None:
                     break
@@ -290,11 +295,6 @@ class H2ServerConnection:
                 self.sock.settimeout(None)
             for stream in list(self.streams.values()):
                 stream._on_window()
-            return
-        if isinstance(event, h2.events.StreamReset) and event.remote_reset \
-                and not self._resets.spend():
-            log.debug("closing a connection that resets streams faster than allowed")
-            self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             return
         stream = self.streams.get(getattr(event, "stream_id", 0))
         if isinstance(event, h2.events.DataReceived):

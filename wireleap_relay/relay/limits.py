@@ -25,20 +25,24 @@ class ConnectionLimits:
     # to the client (CVE-2023-44487, "rapid reset").
     reset_burst: int = 500
     resets_per_second: float = 50.0
+    # SETTINGS and PING frames, each of which the relay must answer: a flood of them costs
+    # the worker's CPU for every client (CVE-2019-9512, -9515). A Go client sends a few.
+    control_burst: int = 100
+    control_per_second: float = 20.0
 
 
-class ResetBudget:
-    """A token bucket for the client's RST_STREAM frames."""
+class Budget:
+    """A token bucket: a burst, then a steady rate."""
 
-    def __init__(self, limits: ConnectionLimits, clock=time.monotonic):
-        self._burst = float(limits.reset_burst)
-        self._rate = limits.resets_per_second
+    def __init__(self, burst: int, per_second: float, clock=time.monotonic):
+        self._burst = float(burst)
+        self._rate = per_second
         self._clock = clock
         self._tokens = self._burst
         self._at = clock()
 
     def spend(self) -> bool:
-        """One reset; False once the client has used up its budget."""
+        """One more; False once the client has used up its budget."""
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
@@ -46,3 +50,44 @@ class ResetBudget:
             return False
         self._tokens -= 1.0
         return True
+
+
+PREFACE_SIZE = 24  # "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+RST_STREAM, SETTINGS, PING = 0x3, 0x4, 0x6
+ACK = 0x1
+
+
+class FrameBudgets:
+    """Counts the client's RST_STREAM, SETTINGS and PING frames as bytes arrive, before
+    h2 parses them: h2 handles everything one read brings (thousands of frames) before
+    the relay sees an event, so a check after it would come too late for the CPU."""
+
+    def __init__(self, limits: ConnectionLimits, clock=time.monotonic):
+        self.resets = Budget(limits.reset_burst, limits.resets_per_second, clock)
+        self.control = Budget(limits.control_burst, limits.control_per_second, clock)
+        self._skip = PREFACE_SIZE  # bytes until the next frame header
+        self._header = b""
+
+    def admit(self, data: bytes) -> str | None:
+        """None while within budget, else what the client sends too much of."""
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                step = min(self._skip, len(view))
+                self._skip -= step
+                view = view[step:]
+                continue
+            need = 9 - len(self._header)
+            self._header += bytes(view[:need])
+            view = view[need:]
+            if len(self._header) < 9:
+                break
+            length = int.from_bytes(self._header[:3], "big")
+            kind, flags = self._header[3], self._header[4]
+            self._header = b""
+            self._skip = length
+            if kind == RST_STREAM and not self.resets.spend():
+                return "resets streams"
+            if kind in (SETTINGS, PING) and not flags & ACK and not self.control.spend():
+                return "sends SETTINGS and PING frames"
+        return None
