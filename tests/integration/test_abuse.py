@@ -252,3 +252,12 @@ def test_attack_leaves_the_relay_bounded_and_serving(attack, attacked, wallet,
     assert outcome.peak_pss - outcome.idle_pss < 64 << 20, abuse.table([outcome])
     if attack in FLOODS:
         assert outcome.attacker == "cut off by the relay", abuse.table([outcome])
+
+
+def test_many_streams_held_without_errors(attacked, wallet, echo_server):
+    """CI's short version of the load figure in docs/reliability.md (1,000 for 60 s)."""
+    outcome = abuse.hold_streams(attacked, wallet, echo_server, streams=200, seconds=5)
+    assert outcome.errors == []
+    assert outcome.opened == 200
+    assert outcome.echoes >= 200 * 4
+    assert outcome.peak_pss - outcome.idle_pss < 64 << 20

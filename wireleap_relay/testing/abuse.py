@@ -397,3 +397,58 @@ def _start_source() -> str:
     server.start()
     return f"127.0.0.1:{server.address[1]}"
 
+
+
+# --- load: many streams held open ----------------------------------------------------------
+
+@dataclass
+class LoadOutcome:
+    streams: int
+    seconds: float
+    opened: int
+    echoes: int
+    errors: list
+    idle_pss: int
+    peak_pss: int
+
+
+def hold_streams(relay, wallet: Wallet, echo: str, streams: int, seconds: float,
+                 per_connection: int = 200) -> LoadOutcome:
+    """`streams` tunnels to an echo target held for `seconds`, each echoing a few bytes
+    every second (a chat, not a download), over connections of `per_connection`."""
+    idle = pss_bytes(relay_pids(relay.proc.pid))
+    memory = PeakMemory(relay.proc.pid)
+    pools = [circuit.ConnectionPool() for _ in range(-(-streams // per_connection))]
+    hops = [(relay.relay.address, relay.relay.pubkey)]
+    errors: list[str] = []
+    echoes = [0]
+    opened = []
+    servicekey = wallet.current()  # one for all: activating 1,000 at once tests the contract
+    deadline = time.monotonic() + seconds
+
+    def one(index: int) -> None:
+        try:
+            pipe = circuit.dial(hops, echo, "tcp", *servicekey,
+                                pool=pools[index // per_connection])
+            pipe.settimeout(30)
+            opened.append(index)
+            while time.monotonic() < deadline:
+                pipe.sendall(b"ping")
+                got = b""
+                while len(got) < 4:
+                    data = pipe.recv(4 - len(got))
+                    if not data:
+                        raise ConnectionError("closed")
+                    got += data
+                echoes[0] += 1
+                gevent.sleep(1.0)
+            pipe.close()
+        except Exception as exc:  # noqa: BLE001 - every failure is a figure here
+            errors.append(repr(exc))
+
+    greenlets = [gevent.spawn(one, i) for i in range(streams)]
+    gevent.joinall(greenlets, timeout=seconds + 120)
+    for pool in pools:
+        pool.close()
+    return LoadOutcome(streams, seconds, len(opened), echoes[0], errors, idle,
+                       memory.stop())
