@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test build lock release lint run bench clean
+.PHONY: test build lock release lint run bench abuse clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m wireleap_relay.testing bench
+
+# Attacks on a relay, load and kill -9 trials, with the figures docs/reliability.md keeps.
+abuse: $(VENV)/.installed
+	$(PY) -m wireleap_relay.testing abuse
 
 clean:
 	rm -rf build $(VENV) *.egg-info

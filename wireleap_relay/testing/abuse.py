@@ -1,13 +1,13 @@
 """Hostile clients against a relay, with figures: what each attack makes the relay hold
 (peak PSS of master and workers) and what a well-behaved client gets meanwhile.
 
-    python -m wireleap_relay.testing abuse [--seconds N]
+    python -m wireleap_relay.testing abuse [--seconds N] [--load-streams N]   (make abuse)
 
 starts a fake contract and a relay (one worker), runs each attack for N seconds beside a
-well-behaved client that downloads through the relay, and prints a table (docs/
-reliability.md keeps the latest). None of the attackers has a sharetoken, except the
-stream flood, whose streams reuse one. Every loop is bounded by time and count; everything
-binds to 127.0.0.1.
+well-behaved client that downloads through the relay, then holds many echoing streams for
+a while (load), and prints the figures (docs/reliability.md keeps the latest). None of the
+attackers has a sharetoken, except the stream flood, whose streams reuse one. Every loop is
+bounded by time and count; everything binds to 127.0.0.1.
 """
 
 import argparse
@@ -357,18 +357,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="per attack")
     parser.add_argument("--size", type=int, default=8 * MiB, help="well-behaved download")
     parser.add_argument("--only", action="append", choices=sorted(ATTACKS))
+    parser.add_argument("--load-streams", type=int, default=1000)
+    parser.add_argument("--load-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as root:
         contract, relay = start_network(root)
-        source = _start_source()
+        source, echo = _start_source(), _start_echo()
         try:
             outcomes = [run_attack(name, relay, Wallet(contract.url), source, args.seconds,
                                    args.size) for name in (args.only or ATTACKS)]
+            print(table(outcomes), flush=True)
+            load = hold_streams(relay, Wallet(contract.url), echo, args.load_streams,
+                                args.load_seconds)
         finally:
             relay.stop()
             contract.stop()
-    print(table(outcomes))
-    return 0 if all(o.relay_alive for o in outcomes) else 1
+    print(f"\nload: {load.opened} of {load.streams} streams held {load.seconds:g} s, "
+          f"{load.echoes} echoes, {len(load.errors)} errors{': ' if load.errors else ''}"
+          f"{'; '.join(sorted(set(load.errors))[:3])}; relay PSS {load.idle_pss / MiB:.1f} "
+          f"→ {load.peak_pss / MiB:.1f} MiB "
+          f"({(load.peak_pss - load.idle_pss) / max(load.opened, 1) / 1024:.0f} KiB a stream)")
+    return 0 if all(o.relay_alive for o in outcomes) and not load.errors else 1
+
+
+def _start_echo() -> str:
+    from gevent.server import StreamServer
+
+    def serve(sock: socket.socket, _addr) -> None:
+        try:
+            while data := sock.recv(65536):
+                sock.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    server = StreamServer(("127.0.0.1", 0), serve)
+    server.start()
+    return f"127.0.0.1:{server.address[1]}"
 
 
 def _start_source() -> str:
