@@ -27,8 +27,14 @@ EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2
 
 
 def running_pid(home: Home, say: Callable[[str], None]) -> int | None:
-    """The live daemon's pid; a stale pid file is removed. Raises PidFileError."""
-    pid = pidfile.read(home.pid_file)
+    """The live daemon's pid; a stale or garbled pid file is removed. Raises PidFileError
+    when the file cannot be read at all."""
+    try:
+        pid = pidfile.read(home.pid_file)
+    except pidfile.NotAPid as exc:
+        say(f"removing unusable pid file: {exc}")
+        _remove_quietly(home.pid_file)
+        return None
     if pid is not None and not pidfile.alive(pid):
         say(f"removing stale pid file {home.pid_file} (pid {pid} is not running)")
         pidfile.remove(home.pid_file, pid)
@@ -67,11 +73,15 @@ def start(home: Home, say: Callable[[str], None]) -> int:
 def stop(home: Home, say: Callable[[str], None]) -> int:
     try:
         pid = pidfile.read(home.pid_file)
+    except pidfile.NotAPid as exc:
+        _remove_quietly(home.pid_file)
+        say(f"{BINARY_NAME} is not running (removed its pid file: {exc})")
+        return 1
     except pidfile.PidFileError as exc:
         say(f"could not get pid of {BINARY_NAME} from {home.pid_file}: {exc}")
         return 1
     if pid is None:
-        say(f"could not get pid of {BINARY_NAME} from {home.pid_file}: no such file")
+        say(f"{BINARY_NAME} is not running (there is no {home.pid_file})")
         return 1
     if not pidfile.alive(pid):
         pidfile.remove(home.pid_file, pid)
@@ -136,6 +146,8 @@ def reload(home: Home, say: Callable[[str], None]) -> int:
 def status(home: Home) -> tuple[int, str]:
     try:
         pid = pidfile.read(home.pid_file)
+    except pidfile.NotAPid as exc:
+        return EXIT_NOT_RUNNING, f"{BINARY_NAME} is not running ({exc})"
     except pidfile.PidFileError:
         return EXIT_UNKNOWN, f"could not read {BINARY_NAME} status"
     if pid is None:
@@ -144,6 +156,13 @@ def status(home: Home) -> tuple[int, str]:
         return EXIT_NOT_RUNNING, (f"{BINARY_NAME} is not running (might have crashed, "
                                   f"see {BINARY_NAME}.log)")
     return EXIT_RUNNING, f"{BINARY_NAME} is running, pid {pid}"
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

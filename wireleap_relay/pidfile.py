@@ -12,6 +12,11 @@ class PidFileError(Exception):
     """The pid file exists but cannot be read or parsed."""
 
 
+class NotAPid(PidFileError):
+    """The pid file holds something else than a process id (empty after a crash mid-write,
+    or garbage): no daemon can be found through it, so it is as good as stale."""
+
+
 def read(path: str) -> int | None:
     """The pid in the file; None if there is no file. Raises PidFileError."""
     try:
@@ -26,7 +31,7 @@ def read(path: str) -> int | None:
     except ValueError:
         pid = None
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        raise PidFileError(f"{path} does not hold a process id: {raw[:40]!r}")
+        raise NotAPid(f"{path} holds {raw[:40]!r}, not a process id")
     return pid
 
 

@@ -118,19 +118,40 @@ def test_stale_pid_file_is_cleared_by_start(relay):
     assert pid_of(relay) != dead.pid
 
 
-def test_unreadable_pid_file_status_cannot_tell(relay):
+@pytest.mark.parametrize("content", ["", "not a pid", "\x00\x00", "-3", "true"])
+def test_a_garbled_pid_file_is_stale(relay, content):
+    """Empty after a crash mid-write, or garbage: said plainly, and no obstacle to start
+    (it used to end start and restart in a traceback)."""
     with open(relay.home.pid_file, "w") as f:
-        f.write("not a pid")
+        f.write(content)
+    said = f"{relay.home.pid_file} holds {content.encode()!r}, not a process id"
     result = run_cli(relay.home, "status")
-    assert (result.returncode, result.stdout) == (2, "could not read wireleap-relay status\n")
+    assert (result.returncode, result.stdout) == (1, f"wireleap-relay is not running ({said})\n")
+    started = run_cli(relay.home, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"removing unusable pid file: {said}" in started.stderr
+    assert "Traceback" not in started.stdout + started.stderr
+    assert run_cli(relay.home, "stop").returncode == 0
+    with open(relay.home.pid_file, "w") as f:
+        f.write(content)
     stop = run_cli(relay.home, "stop")
     assert stop.returncode == 1
-    assert f"could not get pid of wireleap-relay from {relay.home.pid_file}" in stop.stderr
-    os.unlink(relay.home.pid_file)
+    assert f"wireleap-relay is not running (removed its pid file: {said})" in stop.stderr
+    assert not os.path.exists(relay.home.pid_file)
+
+
+def test_an_unreadable_pid_file_status_cannot_tell(relay):
+    os.mkdir(relay.home.pid_file)  # a pid file that cannot be read at all
+    try:
+        result = run_cli(relay.home, "status")
+        assert (result.returncode, result.stdout) == \
+            (2, "could not read wireleap-relay status\n")
+    finally:
+        os.rmdir(relay.home.pid_file)
 
 
 def test_stop_without_a_daemon(relay):
     result = run_cli(relay.home, "stop")
     assert result.returncode == 1
-    assert f"could not get pid of wireleap-relay from {relay.home.pid_file}: no such file" \
-        in result.stderr
+    assert f"wireleap-relay is not running (there is no {relay.home.pid_file})" in \
+        result.stderr
