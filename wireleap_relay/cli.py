@@ -65,6 +65,8 @@ def cmd_check_config(args: dict) -> int:
     except config.ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        for warning in exc.warnings:  # a misspelt key explains a missing one
+            print(f"warning: {warning}", file=sys.stderr)
         return EXIT_FAIL
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -5,6 +5,7 @@ Covers the keys of the 2021 relay and of relay 0.6.1 (operations.md §5). Unknow
 warnings, not errors, so a config written for a newer relay still loads.
 """
 
+import difflib
 import ipaddress
 import json
 import os
@@ -22,11 +23,13 @@ DEFAULT_CHANNEL = "default"
 
 
 class ConfigError(Exception):
-    """The config cannot be used; `problems` lists every broken rule, one line each."""
+    """The config cannot be used; `problems` lists every broken rule, one line each, and
+    `warnings` the unknown keys, which often explain them (`adress` -> address missing)."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], warnings: list[str] | None = None):
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.warnings = warnings or []
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ def parse(raw: bytes, path: str = "config.json") -> tuple[Config, list[str]]:
     contracts = _contracts(obj.get("contracts"), problems, warnings)
     _check_rest_api(rest_api, problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     return Config(contracts=contracts, allow_loopback=danger["allow_loopback"],
                   network_usage=network_usage, rest_api=rest_api, **top), warnings
 
@@ -250,7 +253,9 @@ def _section(obj: dict, prefix: str, keys: tuple[Key, ...], problems: list[str],
     known = {k.name for k in keys} | set(extra)
     for name in obj:
         if name not in known:
-            warnings.append(f"{prefix}{name}: unknown key, ignored")
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            warnings.append(f"{prefix}{name}: unknown key, ignored{hint}")
     values = {}
     for key in keys:
         where = prefix + key.name

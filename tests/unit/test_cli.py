@@ -328,13 +328,22 @@ def test_check_config_lists_every_problem(tmp_path):
         "bufsize: must be between 1 and 16777216 bytes, got 0",
         "contracts: at least one service contract has to be set",
     ]
-    assert result.stderr == ""
+    assert result.stderr == "warning: colour: unknown key, ignored\n"
 
 
 def test_check_config_ok(tmp_path, monkeypatch, capsys):
     (tmp_path / "config.json").write_text(json.dumps(VALID))
     result = run_here(tmp_path, monkeypatch, capsys, "check-config")
     assert (result.returncode, result.stdout, result.stderr) == (0, "OK\n", "")
+
+
+def test_check_config_shows_the_typo_behind_an_error(tmp_path):
+    cfg = {"adress": "0.0.0.0:13490", "contracts": VALID["contracts"]}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    result = run(tmp_path, "check-config")
+    assert (result.returncode, result.stdout) == (1, "address: has to be set\n")
+    assert result.stderr == \
+        "warning: adress: unknown key, ignored (did you mean address?)\n"
 
 
 def test_check_config_warnings_on_stderr(tmp_path):

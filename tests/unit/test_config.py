@@ -430,7 +430,23 @@ def test_unknown_keys_are_warnings():
 def test_keys_are_case_sensitive_so_wrong_case_is_unknown():
     obj = build({"Bufsize": 1})
     _, warnings = ok(obj)
-    assert warnings == ["Bufsize: unknown key, ignored"]
+    assert warnings == ["Bufsize: unknown key, ignored (did you mean bufsize?)"]
+
+
+@pytest.mark.parametrize("typo, meant", [
+    ("adress", "address"), ("timout", "timeout"), ("auto_upgarde", "auto_upgrade"),
+    ("max_conections", "max_connections"), ("danger_zone.allow_loopbak", "allow_loopback"),
+])
+def test_a_misspelt_key_gets_the_nearest_known_one(typo, meant):
+    section, _, key = typo.rpartition(".")
+    obj = build({section: {key: True}} if section else {typo: 1})
+    obj.pop(meant, None)  # the misspelt key stands for the real one
+    try:
+        _, warnings = config.parse(json.dumps(obj).encode())
+    except config.ConfigError as exc:
+        warnings = exc.warnings  # `adress`: address is missing, and the warning says why
+    prefix = f"{section}." if section else ""
+    assert f"{typo}: unknown key, ignored (did you mean {prefix}{meant}?)" in warnings
 
 
 # --- rest_api ------------------------------------------------------------------------------
