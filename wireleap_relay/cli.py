@@ -3,8 +3,10 @@
 Each command imports the modules it needs when it runs: the daemon, the control plane and
 the upgrade machinery cost a quarter of a second to import, which `version` should not pay.
 
-Texts and exit codes follow the Go relay (operations.md §1): usage errors and `help` go to
-stderr with exit 2, `COMMAND -h` prints the command's usage with exit 0.
+Texts follow the Go relay (operations.md §1); exit codes do not, on purpose: help that was
+asked for (`help`, `-h`, `--help`, `help COMMAND`, `COMMAND -h`) goes to stdout with exit 0,
+as it is no error (Go exits 2 and writes to stderr); a mistake names the word that was
+wrong, then shows the usage on stderr, exit 2.
 """
 
 import logging
@@ -289,17 +291,59 @@ def main(argv: list[str] | None = None) -> int:
     prog = sys.argv[0] if sys.argv and sys.argv[0] else "wireleap-relay"
     if os.path.basename(prog) == "__main__.py":
         prog = "wireleap-relay"
-    command = _find(argv[0]) if argv else None
-    if command is None or command.name == "help":
-        wanted = _find(argv[1]) if len(argv) == 2 and argv[0] == "help" else None
-        text = wanted.usage(prog) if wanted and wanted.name != "help" else top_usage(prog)
-        sys.stderr.write(text)
+    if not argv:
+        sys.stderr.write(top_usage(prog))
         return EXIT_USAGE
+    if argv[0] in ("help", "-h", "--help"):
+        return _help(prog, argv[1:] if argv[0] == "help" else [])
+    command = _find(argv[0])
+    if command is None:
+        return _mistake(prog, f"unknown command '{argv[0]}'", top_usage(prog))
     usage = command.usage(prog)
     try:
         args = docopt(usage, [command.name] + _go_style_flags(argv[1:], command),
                       default_help=True)
     except DocoptExit:
-        sys.stderr.write(usage)
-        return EXIT_USAGE
+        return _mistake(prog, f"{command.name}: {_what_is_wrong(argv[1:], command)}", usage)
     return command.run(args)
+
+
+def _help(prog: str, topic: list[str]) -> int:
+    if not topic:
+        sys.stdout.write(top_usage(prog))
+        return EXIT_OK
+    wanted = _find(topic[0])
+    if len(topic) > 1 or wanted is None or wanted.name == "help":
+        return _mistake(prog, f"no help on '{' '.join(topic)}': no such command",
+                        top_usage(prog))
+    sys.stdout.write(wanted.usage(prog))
+    return EXIT_OK
+
+
+def _mistake(prog: str, problem: str, usage: str) -> int:
+    sys.stderr.write(f"{prog}: {problem}\n\n{usage}")
+    return EXIT_USAGE
+
+
+def _what_is_wrong(words: list[str], command: Command) -> str:
+    """The words of a command line docopt refused, judged by the rules _go_style_flags
+    follows (Go's flag spellings included)."""
+    booleans = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " not in opt}
+    strings = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " in opt}
+    wrong, positional, is_value = [], 0, False
+    for word in words:
+        name, eq, value = word.lstrip("-").partition("=")
+        if is_value:
+            is_value = False
+        elif word.startswith("-") and name in booleans:
+            if value not in ("", "true", "false"):
+                wrong.append(f"'{word}' can only be true or false")
+        elif word.startswith("-") and name in strings:
+            is_value = not eq
+        elif word.startswith("-") or positional >= command.arguments.count("["):
+            wrong.append(f"unexpected '{word}'")
+        else:
+            positional += 1
+    if is_value:
+        wrong.append(f"'{words[-1]}' needs a value")
+    return "; ".join(wrong) if wrong else "invalid arguments"

@@ -82,20 +82,30 @@ def test_top_usage_layout():
         assert line[18] != " " and line[17] == " "  # descriptions start at column 19
 
 
-@pytest.mark.parametrize("args", [(), ("help",), ("help", "UNKNOWN")])
-def test_top_usage(tmp_path, args):
+@pytest.mark.parametrize("args", [("help",), ("-h",), ("--help",)])
+def test_asked_for_help_is_no_error(tmp_path, args):
+    """Help goes to stdout with exit 0 (Go: stderr, exit 2), so `| less` works."""
     result = run(tmp_path, *args)
-    assert (result.returncode, result.stdout, result.stderr) == (2, "", TOP_USAGE)
+    assert (result.returncode, result.stdout, result.stderr) == (0, TOP_USAGE, "")
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("args", [(), ("help",), ("help", "UNKNOWN"), ("help", "help"),
-                                  ("help", "init", "start"), ("UNKNOWN",), ("-h",),
-                                  ("--help",), ("log",), ("genkey",), ("submit",),
-                                  ("Init",)])
-def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
-    result = run_here(tmp_path, monkeypatch, capsys, *args)
+def test_no_command_is_a_usage_error(tmp_path):
+    result = run(tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", TOP_USAGE)
+
+
+@pytest.mark.parametrize("args, problem", [
+    (("UNKNOWN",), "unknown command 'UNKNOWN'"), (("log",), "unknown command 'log'"),
+    (("genkey",), "unknown command 'genkey'"), (("Init",), "unknown command 'Init'"),
+    (("help", "UNKNOWN"), "no help on 'UNKNOWN': no such command"),
+    (("help", "help"), "no help on 'help': no such command"),
+    (("help", "init", "start"), "no help on 'init start': no such command"),
+])
+def test_a_mistake_names_the_word(tmp_path, monkeypatch, capsys, args, problem):
+    result = run_here(tmp_path, monkeypatch, capsys, *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"wireleap-relay: {problem}\n\n{TOP_USAGE}"
     assert os.listdir(tmp_path) == []
 
 
@@ -133,12 +143,12 @@ def test_top_usage_in_process(tmp_path, monkeypatch, capsys, args):
 ])
 def test_help_command(tmp_path, monkeypatch, capsys, command, text):
     result = run_here(tmp_path, monkeypatch, capsys, "help", command)
-    assert (result.returncode, result.stdout, result.stderr) == (2, "", text)
+    assert (result.returncode, result.stdout, result.stderr) == (0, text, "")
 
 
 def test_help_init_subprocess(tmp_path):
     result = run(tmp_path, "help", "init")
-    assert (result.returncode, result.stdout, result.stderr) == (2, "", INIT_USAGE)
+    assert (result.returncode, result.stdout, result.stderr) == (0, INIT_USAGE, "")
 
 
 def test_command_help_flag_exits_zero(tmp_path):
@@ -161,14 +171,28 @@ def test_unknown_flag_is_usage_error(tmp_path):
     result = run(tmp_path, "init", "--bogus")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert INIT_USAGE in result.stderr
+    assert result.stderr == f"wireleap-relay: init: unexpected '--bogus'\n\n{INIT_USAGE}"
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, problem", [
+    (("start", "extra"), "start: unexpected 'extra'"),
+    (("version", "-v=yes"), "version: '-v=yes' can only be true or false"),
+    (("balance", "--contract"), "balance: '--contract' needs a value"),
+    (("withdraw", "--amount", "3", "--bogus", "x"),
+     "withdraw: unexpected '--bogus'; unexpected 'x'"),
+    (("migrate", "1.0.0", "2.0.0"), "migrate: unexpected '2.0.0'"),
+])
+def test_bad_arguments_are_named(tmp_path, monkeypatch, capsys, args, problem):
+    result = run_here(tmp_path, monkeypatch, capsys, *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"wireleap-relay: {problem}\n\nUsage: wireleap-relay ")
 
 
 def test_usage_uses_program_name_as_typed(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["./wireleap-relay"])
-    assert cli.main(["help", "init"]) == 2
-    assert capsys.readouterr().err == INIT_USAGE.replace("Usage: wireleap-relay",
+    assert cli.main(["help", "init"]) == 0
+    assert capsys.readouterr().out == INIT_USAGE.replace("Usage: wireleap-relay",
                                                          "Usage: ./wireleap-relay")
     monkeypatch.setattr(sys, "argv", ["/opt/relay/my-relay"])
     assert cli.main([]) == 2
