@@ -41,6 +41,7 @@ from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
 from wireleap_relay.upgrade import unpacked
+from wireleap_relay.version import software_version
 from wireleap_relay.workers import BEAT, LISTEN_FD_ENV, READY_FD_ENV, Supervisor, WorkerFailed
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class Master:
         self.background: list[gevent.Greenlet] = []
 
     def run(self) -> int:
+        log.info("%s", self.banner())
         raise_open_files_limit()
         try:
             self.manager.load()
@@ -168,6 +170,15 @@ class Master:
                                   lambda: self.manager.urls,
                                   duration.seconds(self.cfg.auto_submit_interval), archive)
             self.background.append(gevent.spawn(submitter.run))
+
+    def banner(self) -> str:
+        """The start line an operator looks for first in the log."""
+        contracts = ", ".join(f"{url} ({entry.role})" for url, entry in
+                              self.cfg.contracts.items())
+        return (f"{BINARY_NAME} {software_version()} starting: pid {os.getpid()}, home "
+                f"{self.home.root}, {self.cfg.worker_count} workers, listening on "
+                f"{self.cfg.address}, public key {self.ident.public_key_b64}, contracts: "
+                f"{contracts}")
 
     def reload(self, supervisor: Supervisor) -> None:
         """Re-read config.json; apply it to the contracts and give it to fresh workers.

@@ -1,6 +1,7 @@
 """Daemon control as an operator uses it: `start` in the background, `status`, `stop`,
 `restart`, with real processes and signals in a temporary home."""
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from conftest import run_cli, wait_for
 from wireleap_relay import pidfile
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import make_home
+from wireleap_relay.version import software_version
 from wireleap_relay.wire import b64
 
 
@@ -57,6 +59,17 @@ def test_start_status_stop_round_trip(relay):
         log = f.read()
     assert "Listening for H/2 requests on https://127.0.0.1:" in log
     assert "handling signal 15: SIGTERM..." in log
+    banner = next(line for line in log.splitlines() if " starting: " in line)
+    assert banner.endswith(
+        f" wireleap-relay {software_version()} starting: pid {pid}, home {relay.home.root}, "
+        f"{os.cpu_count()} workers, listening on 127.0.0.1:{relay.port}, public key "
+        f"{b64.encode(relay.pubkey)}, contracts: {next(iter(contract_urls(relay)))} "
+        "(backing)")
+
+
+def contract_urls(relay) -> list[str]:
+    with open(relay.home.config) as f:
+        return list(json.load(f)["contracts"])
 
 
 def test_restart_gives_a_new_daemon(relay):
