@@ -181,7 +181,7 @@ def cmd_rollback(args: dict) -> int:
     try:
         rollback.rollback(where)
     except UpgradeError as exc:
-        log.error("error while running post-rollback hook: %s", exc)
+        log.error("rollback failed: %s", exc)
         return EXIT_FAIL
     finally:
         os.close(locked)
@@ -231,7 +231,8 @@ COMMANDS: tuple[Command, ...] = (
                   "  2     could not tell if wireleap-relay is running or not\n"),
     Command("upgrade", "Upgrade wireleap-relay to the latest version per directory",
             cmd_upgrade),
-    Command("rollback", "Undo a partially completed upgrade", cmd_rollback),
+    Command("rollback", "Go back to the binary and config before the last upgrade",
+            cmd_rollback),
     Command("check-config", "Validate wireleap-relay config file", cmd_check_config),
     # Option texts as operations.md §1.4 shows them; docopt reads "string" as the argument.
     Command("balance", "Show balance, pending sharetokens and last withdrawal", cmd_balance,

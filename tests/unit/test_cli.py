@@ -25,7 +25,7 @@ Commands:
   reload          Reload wireleap-relay daemon configuration
   status          Report wireleap-relay daemon status
   upgrade         Upgrade wireleap-relay to the latest version per directory
-  rollback        Undo a partially completed upgrade
+  rollback        Go back to the binary and config before the last upgrade
   check-config    Validate wireleap-relay config file
   balance         Show balance, pending sharetokens and last withdrawal
   withdraw        Withdraw available funds from balance
@@ -124,7 +124,8 @@ def test_a_mistake_names_the_word(tmp_path, monkeypatch, capsys, args, problem):
                 "Options:\n  -v  show verbose output\n"),
     ("upgrade", "Usage: wireleap-relay upgrade\n\n"
                 "Upgrade wireleap-relay to the latest version per directory\n"),
-    ("rollback", "Usage: wireleap-relay rollback\n\nUndo a partially completed upgrade\n"),
+    ("rollback", "Usage: wireleap-relay rollback\n\nGo back to the binary and config before "
+                 "the last upgrade\n"),
     ("supervise-upgrade", "Usage: wireleap-relay supervise-upgrade [FROM_VERSION]\n\n"
                           "Supervise upgrade to a new version in a separate process "
                           "(internal command)\n"),

@@ -137,3 +137,17 @@ def test_the_switch_never_leaves_the_home_without_a_relay_or_config(tmp_path, mo
     assert open(home.binary).read() == "new" and open(home.binary_prev).read() == "old"
     assert open(home.config).read() == '{"new": 1}' and open(home.config_prev).read() == "{}"
     assert not os.path.exists(home.binary_next) and not os.path.exists(home.config_next)
+
+
+def test_rollback_without_a_previous_version_changes_nothing(tmp_path):
+    from wireleap_relay.upgrade import rollback
+
+    home = Home(str(tmp_path))
+    with open(home.binary, "w") as f:
+        f.write("current")
+    with pytest.raises(UpgradeError) as caught:
+        rollback.rollback(home)
+    assert str(caught.value) == (
+        f"there is no previous version to go back to (no wireleap-relay.prev or "
+        f"config.json.prev in {tmp_path}); nothing was changed")
+    assert os.listdir(tmp_path) == ["wireleap-relay"]

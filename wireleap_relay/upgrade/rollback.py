@@ -22,7 +22,13 @@ START_TRIES = 3
 
 
 def rollback(home: Home) -> None:
-    """Raises UpgradeError when a file cannot be restored or the relay does not start."""
+    """Raises UpgradeError when there is nothing to go back to (nothing is touched then), a
+    file cannot be restored or the relay does not start."""
+    if not os.path.exists(home.binary_prev) and not os.path.exists(home.config_prev):
+        raise UpgradeError(f"there is no previous version to go back to (no "
+                           f"{os.path.basename(home.binary_prev)} or "
+                           f"{os.path.basename(home.config_prev)} in {home.root}); "
+                           "nothing was changed")
     log.info("stopping running %s (if present)...", BINARY_NAME)
     # Any binary's `stop` stops the daemon of the pid file; the old one is known to work.
     stopper = home.binary_prev if os.path.exists(home.binary_prev) else home.binary
