@@ -34,6 +34,7 @@ from wireleap_relay.contract.manager import (
     EnrollmentFailed,
     upgrade_notice_logger,
 )
+from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.relay import dialer, tls, tunnel
 from wireleap_relay.relay.server import RelayServer, listen
@@ -107,6 +108,7 @@ class Master:
         self.client = SignedClient(self.ident)
         self.manager = ContractManager(self.client, self.cfg, home.root)
         self.background: list[gevent.Greenlet] = []
+        self.reloads = 0
 
     def run(self) -> int:
         log.info("%s", self.banner())
@@ -146,7 +148,7 @@ class Master:
             signum = self.signals.get()
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
             if signum in RELOAD_SIGNALS:
-                self.reload(supervisor)
+                self._answer_reload(*self.reload(supervisor))
                 continue
             if signum == HANDOVER_SIGNAL:
                 if self.handover(listener, supervisor):
@@ -180,9 +182,9 @@ class Master:
                 f"{self.cfg.address}, public key {self.ident.public_key_b64}, contracts: "
                 f"{contracts}")
 
-    def reload(self, supervisor: Supervisor) -> None:
+    def reload(self, supervisor: Supervisor) -> tuple[bool, str]:
         """Re-read config.json; apply it to the contracts and give it to fresh workers.
-        Anything wrong with it keeps the running config, with the reason logged."""
+        Anything wrong with it keeps the running config. (done, what happened)."""
         log.info("reloading config")
         try:
             raw, cfg = load_config(self.home)
@@ -191,23 +193,31 @@ class Master:
                                           f"{cfg.address}) needs a restart"])
             self.manager.apply(cfg)
         except config.ConfigError as exc:
-            log.info("could not reload config, keeping the running one: %s",
-                     "; ".join(exc.problems))
-            return
+            return False, _refused("could not reload config, keeping the running one: " +
+                                   "; ".join(exc.problems))
         except EnrollmentFailed as exc:
-            log.info("could not reload config, keeping the running one: %s", exc)
-            return
+            return False, _refused(f"could not reload config, keeping the running one: {exc}")
         self.raw, self.cfg = raw, cfg
         supervisor.broadcast(self.manager.gate_state())
         try:
             supervisor.replace_all(raw, grace=HANDOVER_GRACE)
         except WorkerFailed as exc:
-            log.info("could not start workers with the new config, the running ones stay: "
-                     "%s", exc)
-            return
+            return False, _refused("could not start workers with the new config, the "
+                                   f"running ones stay: {exc}")
         gevent.killall(self.background)
         self._start_background(supervisor)
         log.info("config reloaded")
+        return True, "config reloaded"
+
+    def _answer_reload(self, done: bool, message: str) -> None:
+        """What `reload` waits for: a new answer each time (the serial changes)."""
+        self.reloads += 1
+        try:
+            write_atomic(self.home.reload_answer, json.dumps(
+                {"pid": os.getpid(), "serial": self.reloads, "done": done,
+                 "message": message}).encode(), mode=0o600)
+        except OSError as exc:
+            log.info("could not write %s: %s", self.home.reload_answer, exc)
 
     def handover(self, listener: socket.socket, supervisor: Supervisor) -> bool:
         """Start a new master (this relay's executable as it is now on disk, so an upgrade
@@ -245,6 +255,11 @@ class Master:
         pidfile.remove(self.home.pid_file, os.getpid())
         log.info("stopped")
         return 0
+
+
+def _refused(message: str) -> str:
+    log.info("%s", message)
+    return message
 
 
 def run_foreground(home: Home) -> int:

@@ -62,6 +62,11 @@ class Home:
         return self.path(BINARY_NAME + ".pid")
 
     @property
+    def reload_answer(self) -> str:
+        """The daemon's answer to the last reload, for `reload` to report."""
+        return self.path("." + BINARY_NAME + ".reload")
+
+    @property
     def log_file(self) -> str:
         return self.path(BINARY_NAME + ".log")
 

@@ -7,6 +7,7 @@ pid file after it is listening) or has failed, and then prints why. A stale pid 
 cleared instead of blocking `start` or failing `stop`.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -138,9 +139,30 @@ def reload(home: Home, say: Callable[[str], None]) -> int:
     if pid is None:
         say(f"could not get pid of {BINARY_NAME} from {home.pid_file}: {reason}")
         return 1
+    before = _reload_answer(home)
     os.kill(pid, signal.SIGUSR1)
-    say(f"reloaded {BINARY_NAME} daemon (pid {pid})")
-    return 0
+    deadline = time.monotonic() + START_TIMEOUT  # new workers must come up first
+    while time.monotonic() < deadline and pidfile.alive(pid):
+        answer = _reload_answer(home)
+        if answer != before and answer.get("pid") == pid:
+            if answer.get("done"):
+                say(f"reloaded {BINARY_NAME} daemon (pid {pid})")
+                return 0
+            say(f"{BINARY_NAME} daemon (pid {pid}) did not reload: {answer.get('message')}")
+            return 1
+        time.sleep(POLL)
+    say(f"{BINARY_NAME} daemon (pid {pid}) gave no answer to the reload; see "
+        f"{home.log_file}")
+    return 1
+
+
+def _reload_answer(home: Home) -> dict:
+    try:
+        with open(home.reload_answer, "rb") as f:
+            answer = json.loads(f.read())
+        return answer if isinstance(answer, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def status(home: Home) -> tuple[int, str]:

@@ -260,3 +260,19 @@ def test_reload_lets_running_streams_outlive_the_stop_grace(relay, wallet, sourc
     assert run_cli(relay.relay.home, "reload", env=FAST).returncode == 0
     assert transfer.get(timeout=90) == 8 * MiB
     assert "did not finish in time" not in relay.log_text()
+
+
+def test_reload_reports_the_daemons_refusal(relay, wallet, echo_server):
+    """`reload` waits for the daemon's answer: a config valid on its own but one the
+    running relay cannot take (a new listen address needs a restart) is reported as
+    refused, exit 1, and the relay keeps serving as before."""
+    with open(relay.relay.home.config) as f:
+        cfg = json.load(f)
+    cfg["address"] = "127.0.0.1:1"
+    with open(relay.relay.home.config, "w") as f:
+        json.dump(cfg, f)
+    result = run_cli(relay.relay.home, "reload", env=FAST)
+    assert result.returncode == 1
+    assert (f"wireleap-relay daemon (pid {relay.proc.pid}) did not reload: could not reload "
+            "config, keeping the running one: address: changing it") in result.stderr
+    assert echo_once(relay, wallet, echo_server)
