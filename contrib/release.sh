@@ -22,7 +22,7 @@ KEY=${WIRELEAP_RELEASE_KEY:?set WIRELEAP_RELEASE_KEY to the fingerprint of the s
 : "${WIRELEAP_RELEASE_URL:?set WIRELEAP_RELEASE_URL to the base URL of the release files}"
 VERSION=${WIRELEAP_VERSION:-$(.venv/bin/python -c 'from wireleap_relay.version import git_version; print(git_version(".") or "")')}
 if ! [[ $VERSION =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]]; then
-    # 0.7.0-3-gabc1234 sorts *before* 0.7.0: never publish one as a release.
+    # A development build (0.7.1-dev.3+gabc1234) is no release: tag the commit.
     echo "a release version is MAJOR.MINOR.PATCH, not '$VERSION': tag the commit v<version>" >&2
     exit 1
 fi

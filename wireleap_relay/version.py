@@ -1,8 +1,11 @@
 """The software version and the interface versions this relay speaks (operations.md §7, §8).
 
-A release is the commit tagged v<BASE_VERSION>. Every other build carries git's
-`-N-gHASH` suffix, like the Go relay's local builds. The single-file build bakes the
-computed version into `_build.py`; a source checkout asks git at run time.
+A release is the commit tagged v<BASE_VERSION>. A build N commits past it is a pre-release
+of the next patch, `0.7.1-dev.N+gHASH`: semver orders it after the release it builds on
+and before the next one (git's own `0.7.0-N-gHASH`, which the Go relay's local builds
+carry, is a pre-release of 0.7.0 and sorts before it, so such a build would be "upgraded"
+to the very release it is past). The single-file build bakes the computed version into
+`_build.py`; a source checkout asks git at run time.
 """
 
 import os
@@ -29,21 +32,30 @@ def software_version() -> str:
 
 
 def git_version(repo: str) -> str | None:
-    """`0.7.0` on the release commit, `0.7.0-5-gabc1234` five commits past it.
+    """`0.7.0` on the release commit, `0.7.1-dev.5+gabc1234` five commits past it.
 
     Without a release tag, commits are counted from the commit that set BASE_VERSION, so
-    the suffix still grows with every commit. None outside a git checkout.
+    the number still grows with every commit. None outside a git checkout.
     """
     described = _git(repo, "describe", "--match", f"v{BASE_VERSION}")
     if described:
-        return described.removeprefix("v")
+        tag, _, past = described.removeprefix("v").partition("-")
+        if not past:
+            return tag
+        count, commit = past.split("-g")
+        return dev_version(count, commit)
     since = _git(repo, "log", "-n1", "--format=%H", f"-SBASE_VERSION = \"{BASE_VERSION}\"",
                  "--", "wireleap_relay/version.py")
     head = _git(repo, "rev-parse", "--short=7", "HEAD")
     if not since or not head:
         return None
     count = _git(repo, "rev-list", "--count", f"{since}..HEAD")
-    return f"{BASE_VERSION}-{count}-g{head}"
+    return dev_version(count, head)
+
+
+def dev_version(count: str, commit: str) -> str:
+    major, minor, patch = BASE_VERSION.split(".")
+    return f"{major}.{minor}.{int(patch) + 1}-dev.{count}+g{commit}"
 
 
 def _git(repo: str, *args: str) -> str | None:

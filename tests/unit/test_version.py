@@ -64,7 +64,7 @@ def test_past_annotated_tag(repo):
     repo.git("tag", "-a", "v0.7.0", "-m", "release 0.7.0")
     repo.commit()
     head = repo.commit()
-    assert version.git_version(repo.path) == f"0.7.0-2-g{head}"
+    assert version.git_version(repo.path) == f"0.7.1-dev.2+g{head}"
 
 
 def test_untagged_counts_from_base_commit(repo):
@@ -74,26 +74,26 @@ def test_untagged_counts_from_base_commit(repo):
     repo.commit("a.txt")
     repo.commit("b.txt")
     head = repo.commit("c.txt")
-    assert version.git_version(repo.path) == f"0.7.0-3-g{head}"
+    assert version.git_version(repo.path) == f"0.7.1-dev.3+g{head}"
 
 
 def test_untagged_on_base_commit(repo):
     head = repo.set_base("0.7.0")
-    assert version.git_version(repo.path) == f"0.7.0-0-g{head}"
+    assert version.git_version(repo.path) == f"0.7.1-dev.0+g{head}"
 
 
 def test_lightweight_tag_is_ignored(repo):
     repo.set_base("0.7.0")
     repo.git("tag", "v0.7.0")
     head = repo.commit()
-    assert version.git_version(repo.path) == f"0.7.0-1-g{head}"
+    assert version.git_version(repo.path) == f"0.7.1-dev.1+g{head}"
 
 
 def test_other_release_tags_are_ignored(repo):
     repo.set_base("0.7.0")
     repo.git("tag", "-a", "v0.6.1", "-m", "older release")
     head = repo.commit()
-    assert version.git_version(repo.path) == f"0.7.0-1-g{head}"
+    assert version.git_version(repo.path) == f"0.7.1-dev.1+g{head}"
 
 
 def test_base_version_never_set_in_history(repo):
@@ -112,7 +112,7 @@ def test_repo_without_commits(repo):
 def test_git_version_forms_are_semver(repo):
     repo.set_base("0.7.0")
     head = repo.commit()
-    assert re.fullmatch(r"0\.7\.0-1-g[0-9a-f]{7}", version.git_version(repo.path))
+    assert re.fullmatch(r"0\.7\.1-dev\.1\+g[0-9a-f]{7}", version.git_version(repo.path))
     assert head in version.git_version(repo.path)
 
 
@@ -155,3 +155,13 @@ def test_interface_versions():
 
 def test_base_version_is_plain_semver():
     assert re.fullmatch(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)", version.BASE_VERSION)
+
+
+def test_builds_past_a_release_sort_between_it_and_the_next():
+    """Never offered a 'downgrade' to the release they are built on (issue 11, item 5)."""
+    from wireleap_relay.semver import is_semver, newer
+
+    ordered = ["0.7.0", "0.7.1-dev.2+gaaaaaaa", "0.7.1-dev.10+g0000000", "0.7.1",
+               "0.7.2-dev.1+gbbbbbbb", "0.8.0"]
+    for older, later in zip(ordered, ordered[1:], strict=False):
+        assert is_semver(later) and newer(later, older) and not newer(older, later)
