@@ -177,10 +177,7 @@ def zero_window(port: int, deadline: float, payload: str) -> str:
     """Downloads on a connection that never opens its window: the relay must not buffer
     the targets' data for it."""
     sock = h2_socket(port, {SettingsFrame.INITIAL_WINDOW_SIZE: 0})
-    encoder = hpack.Encoder()
-    for stream_id in range(1, 400, 2):
-        sock.sendall(HeadersFrame(stream_id, data=request_block(encoder, payload),
-                                  flags=["END_HEADERS"]).serialize())
+    _open_streams(sock, payload, 200)
     return _linger(sock, deadline)
 
 
@@ -188,11 +185,15 @@ def stops_reading(port: int, deadline: float, payload: str) -> str:
     """Opens its window wide, starts downloads and never reads the socket."""
     sock = h2_socket(port, {SettingsFrame.INITIAL_WINDOW_SIZE: 2**31 - 1})
     sock.sendall(WindowUpdateFrame(0, window_increment=2**31 - 1 - 65535).serialize())
+    _open_streams(sock, payload, 50)
+    return _linger(sock, deadline)
+
+
+def _open_streams(sock: ssl.SSLSocket, payload: str, count: int) -> None:
     encoder = hpack.Encoder()
-    for stream_id in range(1, 100, 2):
+    for stream_id in range(1, 2 * count, 2):
         sock.sendall(HeadersFrame(stream_id, data=request_block(encoder, payload),
                                   flags=["END_HEADERS"]).serialize())
-    return _linger(sock, deadline)
 
 
 def slow_handshakes(port: int, deadline: float, payload: str) -> str:
