@@ -150,6 +150,21 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores; steal included)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its descendants that have been waited for."""
+    me, children = (resource.getrusage(who)
+                    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 # The sides: relays of one kind and the clients that use them.
 
 @dataclass
@@ -954,8 +969,10 @@ def report(results: Results, meta: dict, submission_result: dict | None) -> str:
                    f"answering in {s['answer_delay_ms']:g} ms; 1-hop circuit setup "
                    f"{s['setup_idle_ms']} ms idle, {s['setup_during_submission_ms']} ms during "
                    f"submission (max {s['setup_during_submission_max_ms']} ms)")
-    out.append(f"\nruntime: {meta['runtime_s']:.0f} s; load average (1 min) "
-               f"{meta['load_before'][0]:.2f} before, {meta['load_after'][0]:.2f} after")
+    out.append(f"\nruntime: {meta['runtime_s']:.0f} s; other processes used about "
+               f"{100 * meta['others_cpu_share']:.0f}% of the machine's CPU meanwhile; load "
+               f"average (1 min) {meta['load_before'][0]:.2f} before, "
+               f"{meta['load_after'][0]:.2f} after")
     return "\n".join(out)
 
 
@@ -992,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
               "--socks5-hostname; many streams at once: a gevent SOCKS5 driver in the bench"
               if peers else "our Python SOCKS5 + circuit client (the Go peers are missing)")
     started, load_before = time.monotonic(), os.getloadavg()
+    busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
     submission_result = None
     root = tempfile.mkdtemp(prefix="wl-bench-")
     try:
@@ -1013,10 +1031,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"homes and logs kept in {root}", flush=True)
         else:
             shutil.rmtree(root, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    others = (machine_busy_seconds() - busy_before) - (own_cpu_seconds() - own_before)
     meta = {"profile": profile.name, "machine": machine(), "client": client,
+            "others_cpu_share": max(0.0, others) / (elapsed * (os.cpu_count() or 1)),
             "source": source_state(),
             "go": peers is not None, "workers": os.cpu_count(),
-            "runtime_s": time.monotonic() - started, "sizes": bench.sizes,
+            "runtime_s": elapsed, "sizes": bench.sizes,
             "load_before": load_before, "load_after": os.getloadavg()}
     print()
     print(report(results, meta, submission_result), flush=True)
