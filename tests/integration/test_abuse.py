@@ -261,3 +261,38 @@ def test_many_streams_held_without_errors(attacked, wallet, echo_server):
     assert outcome.opened == 200
     assert outcome.echoes >= 200 * 4
     assert outcome.peak_pss - outcome.idle_pss < 64 << 20
+
+
+def test_answered_streams_may_be_reset_at_any_rate(relay, wallet, echo_server):
+    """The Go client resets every stream once it is done with it, hundreds a second under
+    load: streams the relay answered never count as rapid resets (they used to end the
+    Go client's connection after about 700 streams). Rounds of 200 streams at once, each
+    answered, then all reset: far past the reset budget's burst and rate."""
+    from test_stream_errors import payload_for
+
+    client = RawClient(relay)
+    client.sock.settimeout(30)
+    rounds, per_round = 6, 200
+    started = time.monotonic()
+    for _ in range(rounds):
+        waiting = set()
+        for _ in range(per_round):
+            stream_id = client.request(payload_for(relay, wallet, f"target://{echo_server}"))
+            client.h2.send_data(stream_id, b"x")
+            waiting.add(stream_id)
+        client.flush()
+        while waiting:
+            for event in client.h2.receive_data(client.sock.recv(65536)):
+                assert not isinstance(event, h2.events.ConnectionTerminated), event
+                if isinstance(event, h2.events.DataReceived):
+                    waiting.discard(event.stream_id)
+            client.flush()
+        for stream_id in range(client.h2.highest_outbound_stream_id - 2 * per_round + 2,
+                               client.h2.highest_outbound_stream_id + 1, 2):
+            client.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        client.flush()
+    resets_per_second = rounds * per_round / (time.monotonic() - started)
+    assert echo_once(relay, wallet, echo_server)
+    # Else the test proves nothing: the resets came faster than the budget refills.
+    assert rounds * per_round > limits.ConnectionLimits().reset_burst
+    assert resets_per_second > limits.ConnectionLimits().resets_per_second

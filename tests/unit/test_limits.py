@@ -1,5 +1,6 @@
-"""The budgets of a client connection: resets (rapid reset), SETTINGS and PING frames,
-counted on the bytes as they arrive."""
+"""The budgets of a client connection: a token bucket, and SETTINGS and PING frames
+counted on the bytes as they arrive. (Early resets are counted by the connection, which
+knows which streams were answered: tests/integration/test_abuse.py.)"""
 
 from hyperframe.frame import (
     DataFrame,
@@ -9,7 +10,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from wireleap_relay.relay.limits import PREFACE_SIZE, Budget, ConnectionLimits, FrameBudgets
+from wireleap_relay.relay.limits import PREFACE_SIZE, Budget, ConnectionLimits, ControlBudget
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -43,7 +44,7 @@ def stream_of(frames: list) -> bytes:
     return PREFACE + b"".join(frame.serialize() for frame in frames)
 
 
-def fed(budgets: FrameBudgets, data: bytes, piece: int) -> str | None:
+def fed(budgets: ControlBudget, data: bytes, piece: int) -> str | None:
     """The data in pieces of `piece` bytes, as reads may cut it anywhere."""
     for start in range(0, len(data), piece):
         said = budgets.admit(data[start:start + piece])
@@ -61,29 +62,22 @@ def test_a_real_client_is_within_every_budget():
     frames += [PingFrame(0, opaque_data=b"12345678")] * 5
     data = stream_of(frames)
     for piece in (1, 7, 9, 4096, len(data)):
-        assert fed(FrameBudgets(ConnectionLimits()), data, piece) is None
-
-
-def test_too_many_resets():
-    limits = ConnectionLimits(reset_burst=50)
-    data = stream_of([RstStreamFrame(n) for n in range(1, 200, 2)])
-    for piece in (3, 1000):
-        assert fed(FrameBudgets(limits), data, piece) == "resets streams"
+        assert fed(ControlBudget(ConnectionLimits()), data, piece) is None
 
 
 def test_too_many_settings_or_pings_but_acks_are_free():
     limits = ConnectionLimits(control_burst=20)
-    assert fed(FrameBudgets(limits), stream_of([SettingsFrame(0)] * 30), 5) == \
+    assert fed(ControlBudget(limits), stream_of([SettingsFrame(0)] * 30), 5) == \
         "sends SETTINGS and PING frames"
-    assert fed(FrameBudgets(limits), stream_of([PingFrame(0)] * 30), 50) == \
+    assert fed(ControlBudget(limits), stream_of([PingFrame(0)] * 30), 50) == \
         "sends SETTINGS and PING frames"
     acks = [SettingsFrame(0, flags=["ACK"])] * 30 + [PingFrame(0, flags=["ACK"])] * 30
-    assert fed(FrameBudgets(limits), stream_of(acks), 5) is None
+    assert fed(ControlBudget(limits), stream_of(acks), 5) is None
 
 
 def test_frame_payloads_are_skipped_not_read_as_headers():
     """DATA whose bytes look like SETTINGS frame headers count for nothing."""
     fake_settings = SettingsFrame(0).serialize() * 2000
     data = stream_of([DataFrame(1, data=fake_settings[:16000])])
-    assert fed(FrameBudgets(ConnectionLimits(control_burst=1)), data, 777) is None
+    assert fed(ControlBudget(ConnectionLimits(control_burst=1)), data, 777) is None
     assert len(PREFACE) == PREFACE_SIZE

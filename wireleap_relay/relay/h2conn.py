@@ -28,8 +28,9 @@ import h2.settings
 from wireleap_relay.relay.limits import (
     MAX_FRAME_SIZE,
     MAX_HEADER_LIST_SIZE,
+    Budget,
     ConnectionLimits,
-    FrameBudgets,
+    ControlBudget,
 )
 
 log = logging.getLogger(__name__)
@@ -182,15 +183,24 @@ class H2ServerConnection:
         self.sock = sock
         self.on_stream = on_stream
         self.limits = limits
-        self._budgets = FrameBudgets(limits)
+        self._control = ControlBudget(limits)
+        self._early_resets = Budget(limits.reset_burst, limits.resets_per_second)
         self._greeted = False  # the client's preface and SETTINGS arrived
         self.streams: dict[int, ServerStream] = {}  # until each tunnel has ended
         self._lock = gevent.lock.Semaphore()
         self._dead = False
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None))
-        # h2 applies the announced limit only once the client acknowledges it; a client
-        # that never does would get h2's 64 KiB.
+        # Our settings from the first byte: as current values (not pending ones) they go
+        # out in the first SETTINGS frame and hold at once. Set as changes, h2 would apply
+        # its own until the client acknowledged ours: 100 streams (a client opening 200
+        # at once lost its connection), 64 KiB header lists, 64 KiB windows.
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+        })
         self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
 
     def call(self, action: Callable[[h2.connection.H2Connection], object],
@@ -226,14 +236,6 @@ class H2ServerConnection:
         """Run the connection until the peer leaves or breaks the protocol."""
         def start(c: h2.connection.H2Connection) -> None:
             c.initiate_connection()
-            # Settings assigned before initiate_connection() are never sent (design.md):
-            # announce them now, or the peer keeps 64 KiB windows.
-            c.update_settings({
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
-            })
             c.increment_flow_control_window(CONNECTION_WINDOW - c.inbound_flow_control_window)
 
         try:
@@ -246,7 +248,7 @@ class H2ServerConnection:
                     break
                 if not data:
                     break
-                abuse = self._budgets.admit(data)
+                abuse = self._control.admit(data)
                 if abuse is not None:
                     log.debug("closing a connection that %s faster than allowed", abuse)
                     self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
@@ -278,6 +280,7 @@ class H2ServerConnection:
                 self.call(lambda c: c.reset_stream(event.stream_id,
                                                    h2.errors.ErrorCodes.REFUSED_STREAM),
                           ignore_closed=True)
+                self._spend_early_reset()
                 return
             stream = ServerStream(self, event.stream_id, _decode_headers(event.headers))
             self.streams[event.stream_id] = stream
@@ -297,6 +300,11 @@ class H2ServerConnection:
                 stream._on_window()
             return
         stream = self.streams.get(getattr(event, "stream_id", 0))
+        if isinstance(event, h2.events.StreamReset) and event.remote_reset and \
+                stream is not None and not stream.headers_sent:
+            self._spend_early_reset()
+        if self._dead:
+            return
         if isinstance(event, h2.events.DataReceived):
             if stream is None:
                 self.call(lambda c: c.acknowledge_received_data(
@@ -311,6 +319,13 @@ class H2ServerConnection:
             stream._on_reset()
         elif isinstance(event, h2.events.WindowUpdated):
             stream._on_window()
+
+    def _spend_early_reset(self) -> None:
+        """A stream that cost a tunnel's start and gave the client nothing back."""
+        if not self._early_resets.spend():
+            log.debug("closing a connection that resets or overruns streams faster than "
+                      "allowed")
+            self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 
     def _die(self) -> None:
         if self._dead:

@@ -20,9 +20,11 @@ class ConnectionLimits:
     # A client that has sent nothing of HTTP/2 after its TLS handshake is dropped then, as
     # the Go server does after 10 s.
     preface_timeout: float = 10.0
-    # Resetting streams: a burst of this many, then this many per second on average, or
-    # GOAWAY(ENHANCE_YOUR_CALM). Streams cost a tunnel greenlet each, resets cost nothing
-    # to the client (CVE-2023-44487, "rapid reset").
+    # Streams reset by the client before the relay answered them, or refused for being
+    # past max_streams: a burst of this many, then this many per second on average, or
+    # GOAWAY(ENHANCE_YOUR_CALM). Each cost the relay a tunnel's start (payload, token,
+    # store, dial) and the client nothing (CVE-2023-44487, "rapid reset"). A Go client
+    # resets every stream once it is done with it: those answered streams do not count.
     reset_burst: int = 500
     resets_per_second: float = 50.0
     # SETTINGS and PING frames, each of which the relay must answer: a flood of them costs
@@ -53,17 +55,16 @@ class Budget:
 
 
 PREFACE_SIZE = 24  # "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-RST_STREAM, SETTINGS, PING = 0x3, 0x4, 0x6
+SETTINGS, PING = 0x4, 0x6
 ACK = 0x1
 
 
-class FrameBudgets:
-    """Counts the client's RST_STREAM, SETTINGS and PING frames as bytes arrive, before
-    h2 parses them: h2 handles everything one read brings (thousands of frames) before
-    the relay sees an event, so a check after it would come too late for the CPU."""
+class ControlBudget:
+    """Counts the client's SETTINGS and PING frames as bytes arrive, before h2 parses
+    them: h2 handles everything one read brings (thousands of frames) before the relay
+    sees an event, so a check after it would come too late for the CPU."""
 
     def __init__(self, limits: ConnectionLimits, clock=time.monotonic):
-        self.resets = Budget(limits.reset_burst, limits.resets_per_second, clock)
         self.control = Budget(limits.control_burst, limits.control_per_second, clock)
         self._skip = PREFACE_SIZE  # bytes until the next frame header
         self._header = b""
@@ -86,8 +87,6 @@ class FrameBudgets:
             kind, flags = self._header[3], self._header[4]
             self._header = b""
             self._skip = length
-            if kind == RST_STREAM and not self.resets.spend():
-                return "resets streams"
             if kind in (SETTINGS, PING) and not flags & ACK and not self.control.spend():
                 return "sends SETTINGS and PING frames"
         return None
