@@ -27,7 +27,7 @@ setup(
         "bcrypt>=4.0,<6",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "shiv>=1.0.4",
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "shiv==1.0.8",
                  "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["wireleap-relay=wireleap_relay.__main__:main"]},

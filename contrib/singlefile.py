@@ -79,7 +79,7 @@ def project(wheel: str) -> str:
 def serves_every_python(wheel: str) -> bool:
     """A pure wheel, or a stable-ABI one built for the oldest supported Python or older."""
     python_tag, abi_tag = wheel[:-4].split("-")[-3:-1]
-    return abi_tag == "none" or (abi_tag == "abi3" and int(python_tag[3:]) <= 310)
+    return abi_tag == "none" or (abi_tag == "abi3" and int(python_tag[2:]) <= 310)
 
 
 def lock() -> None:

@@ -113,7 +113,10 @@ def unpack(archive_path, root):
         if not os.path.isdir(site_packages):
             try:
                 _bootstrap.extract_site_packages(archive, Path(target))
-            except BaseException:
+            except OSError:
+                # Our own extraction failed (a full disk): it held shiv's lock, so the
+                # half-written folder is ours to remove. Anything else (Ctrl-C while
+                # waiting for another process's extraction) must not touch theirs.
                 shutil.rmtree(target + ".tmp", ignore_errors=True)
                 raise
     return site_packages

@@ -177,7 +177,11 @@ class Supervisor:
                          worker.proc.returncode, f" in {backoff:g}s" if backoff else "")
                 gevent.sleep(backoff)
                 if worker in self.workers and not self._stopping:
-                    self.workers[self.workers.index(worker)] = self._spawn()
+                    try:
+                        self.workers[self.workers.index(worker)] = self._spawn()
+                    except OSError as exc:  # out of fds or processes: try again later
+                        log.info("could not start a worker: %s; trying again", exc)
+                        backoff = min(MAX_BACKOFF, backoff * 2 or 1.0)
             gevent.sleep(WATCH_INTERVAL)
 
     def broadcast(self, gate: GateState) -> None:

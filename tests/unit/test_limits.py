@@ -6,6 +6,7 @@ from hyperframe.frame import (
     DataFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
 )
@@ -65,14 +66,13 @@ def test_a_real_client_is_within_every_budget():
         assert fed(ControlBudget(ConnectionLimits()), data, piece) is None
 
 
-def test_too_many_settings_or_pings_but_acks_are_free():
+def test_too_many_settings_pings_or_priorities_acks_included():
     limits = ConnectionLimits(control_burst=20)
-    assert fed(ControlBudget(limits), stream_of([SettingsFrame(0)] * 30), 5) == \
-        "sends SETTINGS and PING frames"
-    assert fed(ControlBudget(limits), stream_of([PingFrame(0)] * 30), 50) == \
-        "sends SETTINGS and PING frames"
-    acks = [SettingsFrame(0, flags=["ACK"])] * 30 + [PingFrame(0, flags=["ACK"])] * 30
-    assert fed(ControlBudget(limits), stream_of(acks), 5) is None
+    said = "sends SETTINGS, PING and PRIORITY frames"
+    for frames in ([SettingsFrame(0)] * 30, [PingFrame(0)] * 30,
+                   [SettingsFrame(0, flags=["ACK"])] * 30, [PingFrame(0, flags=["ACK"])] * 30,
+                   [PriorityFrame(1, depends_on=0)] * 30):
+        assert fed(ControlBudget(limits), stream_of(frames), 5) == said
 
 
 def test_frame_payloads_are_skipped_not_read_as_headers():

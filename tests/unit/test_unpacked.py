@@ -90,3 +90,31 @@ def test_not_a_single_file(tmp_path):
         f.write("#!/bin/sh\n")
     assert unpacked.build_id(where.binary) is None
     assert unpacked.build_id(str(tmp_path / "missing")) is None
+
+
+def test_a_build_being_unpacked_is_left_alone(home):
+    """Another process holds shiv's lock of the build while it extracts (the staged
+    download's `version` check, say): its half-written folder stays."""
+    root = launcher.unpack_root(home.root)
+    fresh = "f" * 64
+    os.makedirs(os.path.join(root, fresh + ".tmp"))
+    with open(os.path.join(root, f".{fresh}_lock"), "w") as lock:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1]); "
+             "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+             lock.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        unpacked.prune(home)
+        assert {fresh + ".tmp", f".{fresh}_lock"} <= set(listing(home))
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    unpacked.prune(home)
+    assert fresh + ".tmp" not in listing(home)
+
+
+def test_the_staged_next_version_is_kept(home):
+    single_file(home.binary_next, OLD)
+    unpacked.prune(home)
+    assert OLD in listing(home)

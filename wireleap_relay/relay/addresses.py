@@ -1,8 +1,10 @@
 """Which destination addresses a relay refuses to dial: a relay is an open proxy for anyone
 with a sharetoken, so it must not reach what only its own host should reach.
 
-Always refused: link-local addresses (169.254.169.254 hands out cloud credentials),
-multicast and reserved ones. Refused unless `danger_zone.allow_loopback` (local test
+Always refused: link-local addresses (169.254.169.254 hands out cloud credentials), the
+other known metadata services (Alibaba's 100.100.100.200, AWS's IPv6 fd00:ec2::254),
+0.0.0.0/8, multicast and reserved ones. A NAT64 address (64:ff9b::/96) is judged by the
+IPv4 address inside it. Refused unless `danger_zone.allow_loopback` (local test
 networks): loopback, unspecified, and every address of this host's own interfaces, which
 reach services bound to 0.0.0.0. Refused with `refuse_private_addresses`: the private
 ranges (RFC 1918, carrier-grade NAT, IPv6 unique local). The Go relay refuses only loopback
@@ -17,6 +19,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PRIVATE = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
+METADATA = frozenset(ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254"))
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOCAL_CACHE_SECONDS = 10.0  # interfaces rarely change; reading /proc per dial is waste
 
 
@@ -31,6 +36,8 @@ def parse(ip: str) -> IPAddress:
     addr = ipaddress.ip_address(ip.split("%")[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
+    if addr in NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
     return addr
 
 
@@ -41,6 +48,10 @@ def refusal(addr: IPAddress, policy: AddressPolicy,
         return None if policy.allow_loopback else "loopback"
     if addr.is_link_local:
         return "link-local"
+    if addr in METADATA:
+        return "metadata service"
+    if addr in THIS_NETWORK:
+        return "non-unicast"
     if addr.is_multicast or addr.is_reserved:
         return "non-unicast"
     if addr in local and not policy.allow_loopback:

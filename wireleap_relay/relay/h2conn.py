@@ -202,6 +202,7 @@ class H2ServerConnection:
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
         })
         self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        self.h2.max_inbound_frame_size = MAX_FRAME_SIZE  # h2 copied its default at init
 
     def call(self, action: Callable[[h2.connection.H2Connection], object],
              ignore_closed: bool = False) -> object:
@@ -238,8 +239,9 @@ class H2ServerConnection:
             c.initiate_connection()
             c.increment_flow_control_window(CONNECTION_WINDOW - c.inbound_flow_control_window)
 
+        # A deadline for the client's preface and SETTINGS, not a timeout per read.
+        preface = gevent.spawn_later(self.limits.preface_timeout, self._no_preface)
         try:
-            self.sock.settimeout(self.limits.preface_timeout)  # lifted once greeted
             self.call(start)
             while not self._dead:
                 try:
@@ -262,6 +264,7 @@ class H2ServerConnection:
                     self._dispatch(event)
                 gevent.sleep(0)  # the streams of this batch get to run before the next one
         finally:
+            preface.kill(block=False)
             self._die()
 
     def _receive(self, data: bytes) -> list[h2.events.Event] | None:
@@ -293,9 +296,7 @@ class H2ServerConnection:
                 stream._on_window()
             return
         if isinstance(event, h2.events.RemoteSettingsChanged):
-            if not self._greeted:
-                self._greeted = True
-                self.sock.settimeout(None)
+            self._greeted = True
             for stream in list(self.streams.values()):
                 stream._on_window()
             return
@@ -319,6 +320,11 @@ class H2ServerConnection:
             stream._on_reset()
         elif isinstance(event, h2.events.WindowUpdated):
             stream._on_window()
+
+    def _no_preface(self) -> None:
+        if not self._greeted:
+            log.debug("closing a connection without an HTTP/2 preface")
+            self._die()
 
     def _spend_early_reset(self) -> None:
         """A stream that cost a tunnel's start and gave the client nothing back."""

@@ -27,8 +27,8 @@ class ConnectionLimits:
     # resets every stream once it is done with it: those answered streams do not count.
     reset_burst: int = 500
     resets_per_second: float = 50.0
-    # SETTINGS and PING frames, each of which the relay must answer: a flood of them costs
-    # the worker's CPU for every client (CVE-2019-9512, -9515). A Go client sends a few.
+    # SETTINGS, PING and PRIORITY frames, ACKs included: payloads of nothing that cost h2
+    # as much CPU as a request (CVE-2019-9512, -9515). A Go client sends a few.
     control_burst: int = 100
     control_per_second: float = 20.0
 
@@ -55,8 +55,7 @@ class Budget:
 
 
 PREFACE_SIZE = 24  # "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-SETTINGS, PING = 0x4, 0x6
-ACK = 0x1
+PRIORITY, SETTINGS, PING = 0x2, 0x4, 0x6
 
 
 class ControlBudget:
@@ -84,9 +83,9 @@ class ControlBudget:
             if len(self._header) < 9:
                 break
             length = int.from_bytes(self._header[:3], "big")
-            kind, flags = self._header[3], self._header[4]
+            kind = self._header[3]
             self._header = b""
             self._skip = length
-            if kind in (SETTINGS, PING) and not flags & ACK and not self.control.spend():
-                return "sends SETTINGS and PING frames"
+            if kind in (PRIORITY, SETTINGS, PING) and not self.control.spend():
+                return "sends SETTINGS, PING and PRIORITY frames"
         return None

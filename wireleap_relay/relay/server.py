@@ -75,9 +75,10 @@ class RelayServer:
     def _serve_connection(self, sock: socket.socket, peer: tuple) -> None:
         tune_tcp(sock)
         try:
-            sock.settimeout(HANDSHAKE_TIMEOUT)
-            tls_sock = self.tls.wrap_socket(sock, server_side=True)
-            tls_sock.settimeout(None)
+            # A deadline for the whole handshake, not a timeout per read: a client
+            # sending a byte every few seconds must not hold a connection slot for long.
+            with gevent.Timeout(HANDSHAKE_TIMEOUT, TimeoutError("TLS handshake too slow")):
+                tls_sock = self.tls.wrap_socket(sock, server_side=True)
         except (OSError, ssl.SSLError) as exc:
             log.debug("TLS handshake with %s failed: %s", peer[0], exc)
             sock.close()

@@ -60,7 +60,11 @@ class Submitter:
         """The submission loop (a greenlet): the first tick one interval after start."""
         while True:
             gevent.sleep(self.interval)
-            self.tick()
+            try:
+                self.tick()
+            except OSError as exc:  # a full or read-only disk: try again next tick
+                log.info("sharetoken submission run failed: %s; trying again in %gs", exc,
+                         self.interval)
 
     def tick(self) -> TickReport:
         report = TickReport()

@@ -7,6 +7,7 @@ streams after a hand-over). Everything else goes after an upgrade or a rollback,
 daemon starts (for folders that were still in use at the last upgrade).
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ def build_id(binary: str) -> str | None:
 
 def prune(home: Home) -> list[str]:
     """Remove the unpacked builds no longer needed; the names removed."""
-    root = launcher.unpack_root(home.root)
+    root = os.path.realpath(launcher.unpack_root(home.root))  # as /proc/*/maps shows it
     try:
         names = sorted(os.listdir(root))
     except OSError:  # none: not run as a single file
@@ -45,13 +46,16 @@ def prune(home: Home) -> list[str]:
         log.info("not removing unused unpacked builds from %s: /proc cannot tell which are "
                  "in use", root)
         return []
-    keep = {build_id(home.binary), build_id(home.binary_prev)} | in_use
+    keep = {build_id(path) for path in (home.binary, home.binary_prev, home.binary_next)}
+    keep |= in_use
     removed = []
     for name in names:
         match = _ENTRY.match(name)
         if match is None or match.group(1) in keep:
             continue
         path = os.path.join(root, name)
+        if _being_unpacked(root, match.group(1)):
+            continue  # right now, by another process (a staged download's `version` check)
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
@@ -64,6 +68,23 @@ def prune(home: Home) -> list[str]:
     if removed:
         log.info("removed unused unpacked builds from %s: %s", root, ", ".join(removed))
     return removed
+
+
+def _being_unpacked(root: str, build: str) -> bool:
+    """Whether a process holds shiv's lock of the build (it extracts under it)."""
+    try:
+        fd = os.open(os.path.join(root, f".{build}_lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock, if we got it
+    return False
 
 
 def builds_in_use(root: str) -> set[str] | None:
