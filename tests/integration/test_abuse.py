@@ -296,3 +296,33 @@ def test_answered_streams_may_be_reset_at_any_rate(relay, wallet, echo_server):
     # Else the test proves nothing: the resets came faster than the budget refills.
     assert rounds * per_round > limits.ConnectionLimits().reset_burst
     assert resets_per_second > limits.ConnectionLimits().resets_per_second
+
+
+@pytest.mark.parametrize("stage", ["TLS handshake", "HTTP/2 preface"])
+def test_a_client_dribbling_bytes_is_dropped_at_the_deadline(relay, stage):
+    """A byte every 2 s would keep a timeout per read happy forever; the deadline (10 s
+    for the handshake, 10 s more for the preface) ends the connection all the same."""
+    if stage == "TLS handshake":
+        sock = socket.create_connection(("127.0.0.1", relay.relay.port), timeout=30)
+        dribble = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32
+    else:
+        sock = tls_to(relay)
+        sock.settimeout(30)
+        sock.recv(65536)  # the relay's SETTINGS
+        dribble = PREFACE
+    started = time.monotonic()
+    with pytest.raises((ConnectionError, ssl.SSLError, BrokenPipeError)):
+        for byte in dribble:
+            sock.sendall(bytes([byte]))
+            gevent.sleep(2.0)
+            if stage == "HTTP/2 preface":
+                sock.setblocking(False)
+                try:
+                    if sock.recv(65536) == b"":
+                        raise ConnectionError("closed")
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    pass
+                finally:
+                    sock.setblocking(True)
+        raise AssertionError("still connected after the whole dribble")
+    assert time.monotonic() - started < 20
