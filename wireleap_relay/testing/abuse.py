@@ -34,6 +34,7 @@ from hyperframe.frame import (
 
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
+from wireleap_relay.testing.procstat import pss_kib
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.wire.payload import InitPayload, Remote
@@ -45,25 +46,9 @@ MiB = 1 << 20
 
 # --- measuring the relay -------------------------------------------------------------------
 
-def relay_pids(master: int) -> list[int]:
-    try:
-        with open(f"/proc/{master}/task/{master}/children") as f:
-            return [master, *(int(pid) for pid in f.read().split())]
-    except OSError:
-        return [master]
-
-
-def pss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+def pss_bytes(master: int) -> int:
+    """PSS of the relay: its master and workers."""
+    return pss_kib(master) * 1024
 
 
 class PeakMemory:
@@ -76,7 +61,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, pss_bytes(relay_pids(self.master)))
+            self.peak = max(self.peak, pss_bytes(self.master))
             gevent.sleep(0.05)
 
     def stop(self) -> int:
@@ -311,7 +296,7 @@ def token_payload(relay, wallet: Wallet, target: str) -> str:
 def run_attack(name: str, relay, wallet: Wallet, source: str, seconds: float,
                size: int) -> Outcome:
     attack = ATTACKS[name]
-    idle = pss_bytes(relay_pids(relay.proc.pid))
+    idle = pss_bytes(relay.proc.pid)
     baseline = download_rates(relay, wallet, source, size, time.monotonic() + seconds / 2)
     memory = PeakMemory(relay.proc.pid)
     deadline = time.monotonic() + seconds
@@ -382,27 +367,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_echo() -> str:
-    from gevent.server import StreamServer
-
-    def serve(sock: socket.socket, _addr) -> None:
-        try:
-            while data := sock.recv(65536):
-                sock.sendall(data)
-        except OSError:
-            pass
-        finally:
-            sock.close()
-
-    server = StreamServer(("127.0.0.1", 0), serve)
-    server.start()
-    return f"127.0.0.1:{server.address[1]}"
+    def serve(sock: socket.socket) -> None:
+        while data := sock.recv(65536):
+            sock.sendall(data)
+    return _serve(serve)
 
 
 def _start_source() -> str:
     """A target that sends as many pattern bytes as the first line asks for."""
-    from gevent.server import StreamServer
-
-    def serve(sock: socket.socket, _addr) -> None:
+    def serve(sock: socket.socket) -> None:
         line = b""
         while not line.endswith(b"\n") and len(line) < 32:
             data = sock.recv(1)
@@ -411,19 +384,27 @@ def _start_source() -> str:
             line += data
         remaining = int(line)
         block = b"\xa5" * 65536
+        while remaining > 0:
+            sock.sendall(block[:remaining])
+            remaining -= min(remaining, len(block))
+    return _serve(serve)
+
+
+def _serve(handle: Callable[[socket.socket], None]) -> str:
+    """A TCP server on 127.0.0.1 running `handle` per connection; its host:port."""
+    from gevent.server import StreamServer
+
+    def run(sock: socket.socket, _addr) -> None:
         try:
-            while remaining > 0:
-                sock.sendall(block[:remaining])
-                remaining -= min(remaining, len(block))
+            handle(sock)
         except OSError:
             pass
         finally:
             sock.close()
 
-    server = StreamServer(("127.0.0.1", 0), serve)
+    server = StreamServer(("127.0.0.1", 0), run)
     server.start()
     return f"127.0.0.1:{server.address[1]}"
-
 
 
 # --- load: many streams held open ----------------------------------------------------------
@@ -443,7 +424,7 @@ def hold_streams(relay, wallet: Wallet, echo: str, streams: int, seconds: float,
                  per_connection: int = 200) -> LoadOutcome:
     """`streams` tunnels to an echo target held for `seconds`, each echoing a few bytes
     every second (a chat, not a download), over connections of `per_connection`."""
-    idle = pss_bytes(relay_pids(relay.proc.pid))
+    idle = pss_bytes(relay.proc.pid)
     memory = PeakMemory(relay.proc.pid)
     pools = [circuit.ConnectionPool() for _ in range(-(-streams // per_connection))]
     hops = [(relay.relay.address, relay.relay.pubkey)]

@@ -54,6 +54,7 @@ from wireleap_relay.testing.gopeers import (
     GoRelayProcess,
     make_go_relay_home,
 )
+from wireleap_relay.testing.procstat import cpu_seconds, pss_kib
 from wireleap_relay.testing.relayproc import RelayHome, RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet, write_accesskey_file
 from wireleap_relay.testing.socks5 import Socks5Server
@@ -108,47 +109,7 @@ class MeasureError(Exception):
     pass
 
 
-# /proc: the processes of a relay, their memory and CPU time.
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants that are alive now."""
-    pids, todo = [], [pid]
-    while todo and len(pids) < 1000:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    todo += [int(child) for child in f.read().split()]
-        except OSError:
-            continue
-    return pids
-
-
-def pss_kib(pid: int) -> int:
-    """Proportional set size of `pid` and its descendants: shared pages count once."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-        except OSError:
-            pass
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` and its live descendants."""
-    ticks = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
+# /proc: the whole machine's CPU time (a relay's own: procstat.py).
 
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy since boot (all cores; steal included)."""

@@ -39,6 +39,15 @@ def copy_binary(peers: str, name: str, folder: str) -> str:
     return target
 
 
+def read_text(path: str) -> str:
+    """A log file's text so far; empty before the process has written one."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def _port_open(address: str) -> bool:
     host, port = address.rsplit(":", 1)
     try:
@@ -120,18 +129,10 @@ class GoClient:
         return os.path.join(self.home, "controller.log")
 
     def log_text(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def socks_log_text(self) -> str:
-        try:
-            with open(os.path.join(self.home, "wireleap_socks.log"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(os.path.join(self.home, "wireleap_socks.log"))
 
     def import_accesskeys(self, path: str) -> None:
         done = self.run("accesskeys", "import", "file://" + os.path.abspath(path))
@@ -228,11 +229,7 @@ class GoRelayProcess:
         return self.relay.home.path("fg.log")
 
     def log_text(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def enrolled(self) -> bool:
         try:
