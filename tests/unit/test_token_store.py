@@ -272,7 +272,8 @@ def test_contract_urls_are_remembered_beside_the_store(tmp_path):
     assert store.known_urls() == {}
     store.remember_urls({b"\x01" * 32: "https://one.example"})
     store.remember_urls({b"\x02" * 32: "https://two.example"})
-    store.remember_urls({b"\x01" * 32: "https://one.example/moved"})
+    assert store.remember_urls({b"\x01" * 32: "https://one.example/moved"}) == {
+        b"\x01" * 32: "https://one.example/moved", b"\x02" * 32: "https://two.example"}
     assert store.known_urls() == {b"\x01" * 32: "https://one.example/moved",
                                   b"\x02" * 32: "https://two.example"}
     assert os.listdir(tmp_path) == ["sharetokens.contracts.json"]  # never inside the store

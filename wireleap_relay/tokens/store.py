@@ -63,14 +63,16 @@ class TokenStore:
         except (OSError, ValueError, AttributeError):
             return {}  # none yet, or unreadable: the config's contracts still work
 
-    def remember_urls(self, urls: dict[bytes, str]) -> None:
-        """Add the config's contracts to the known ones (written only when it changes)."""
+    def remember_urls(self, urls: dict[bytes, str]) -> dict[bytes, str]:
+        """Add the config's contracts to the known ones (written only when it changes);
+        every known one, the config's first. Raises OSError if it cannot be written."""
         known = self.known_urls()
         merged = {**known, **urls}
         if merged != known:
             write_atomic(self.urls_file, json.dumps(
                 {b64.encode(key): url for key, url in sorted(merged.items())},
                 indent=4).encode())
+        return merged
 
     def remove_leftovers(self, now: float | None = None) -> list[str]:
         """Delete temp files of writes that crashed (LEFTOVER_AGE old); their paths."""

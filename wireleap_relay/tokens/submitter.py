@@ -70,8 +70,11 @@ class Submitter:
         report = TickReport()
         now = self.clock()
         current = self.contract_urls()
-        _offload(self.store.remember_urls, current)
-        urls = {**_offload(self.store.known_urls), **current}
+        try:
+            urls = _offload(self.store.remember_urls, current)
+        except OSError as exc:  # a full disk must not hold up the tokens already stored
+            log.info("could not save the contracts' URLs: %s", exc)
+            urls = {**_offload(self.store.known_urls), **current}
         for path in _offload(self.store.remove_leftovers):
             log.info("removed %s, left by a write that crashed", path)
         due = [(path, token) for path, token in self._scan() if
