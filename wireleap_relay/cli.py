@@ -34,6 +34,12 @@ class Command:
     extra: str = ""  # an extra section (e.g. exit codes) shown by `help COMMAND`
     hidden: bool = False
 
+    def flag_names(self) -> tuple[set[str], set[str]]:
+        """The names of its boolean options and of those that take a value, dashes off."""
+        booleans = {opt.split()[0].lstrip("-") for opt, _ in self.options if " " not in opt}
+        strings = {opt.split()[0].lstrip("-") for opt, _ in self.options if " " in opt}
+        return booleans, strings
+
     def usage(self, prog: str) -> str:
         text = f"Usage: {prog} {self.name}{' [options]' if self.options else ''}"
         text += f"{' ' + self.arguments if self.arguments else ''}\n\n"
@@ -266,8 +272,7 @@ def _find(name: str) -> Command | None:
 def _go_style_flags(argv: list[str], command: Command) -> list[str]:
     """Accept the Go flag spellings older scripts use: `-fg`, `--fg=true`, `--fg=false`,
     `-contract URL`."""
-    booleans = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " not in opt}
-    strings = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " in opt}
+    booleans, strings = command.flag_names()
     out = []
     is_value = False  # the argument of a string option, e.g. "-3" in `--amount -3`
     for arg in argv:
@@ -329,8 +334,7 @@ def _mistake(prog: str, problem: str, usage: str) -> int:
 def _what_is_wrong(words: list[str], command: Command) -> str:
     """The words of a command line docopt refused, judged by the rules _go_style_flags
     follows (Go's flag spellings included)."""
-    booleans = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " not in opt}
-    strings = {opt.split()[0].lstrip("-") for opt, _ in command.options if " " in opt}
+    booleans, strings = command.flag_names()
     wrong, positional, is_value = [], 0, False
     for word in words:
         name, eq, value = word.lstrip("-").partition("=")

@@ -246,7 +246,7 @@ class H2ServerConnection:
             while not self._dead:
                 try:
                     data = self.sock.recv(READ_SIZE)
-                except OSError:  # also the preface timeout
+                except OSError:  # also once _no_preface closed the socket
                     break
                 if not data:
                     break
