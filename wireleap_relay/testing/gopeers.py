@@ -22,7 +22,7 @@ import requests
 
 from wireleap_relay import identity, pidfile
 from wireleap_relay.home import Home
-from wireleap_relay.testing.relayproc import RelayHome, free_port
+from wireleap_relay.testing.relayproc import RelayHome, free_port, write_config
 
 CLIENT_BINARY = "wireleap"
 RELAY_BINARY = "wireleap-relay"
@@ -204,15 +204,7 @@ def make_go_relay_home(peers: str, root: str, name: str, contract_url: str, role
         raise RuntimeError(f"wireleap-relay init failed: {init.stdout}{init.stderr}")
     home = Home(folder)
     relay = RelayHome(home, port or free_port(), role, identity.load(home).public_key)
-    config = {
-        "address": f"127.0.0.1:{relay.port}",
-        "contracts": {contract_url: {"role": role, "address": relay.address}},
-        "danger_zone": {"allow_loopback": True},
-        "network_usage": dict(GO_NETWORK_USAGE),
-        **settings,
-    }
-    with open(home.config, "w") as f:
-        json.dump(config, f, indent=4)
+    write_config(relay, contract_url, **{"network_usage": dict(GO_NETWORK_USAGE), **settings})
     return relay
 
 

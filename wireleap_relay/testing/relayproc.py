@@ -43,15 +43,20 @@ def make_home(root: str, name: str, contract_url: str, role: str, port: int | No
     os.makedirs(home.root, exist_ok=True)
     ident = identity.create(home, lambda message: None)
     relay = RelayHome(home, port or free_port(), role, ident.public_key, path)
+    write_config(relay, contract_url, **settings)
+    return relay
+
+
+def write_config(relay: RelayHome, contract_url: str, **settings: object) -> None:
+    """config.json for one contract on 127.0.0.1, `settings` added or overriding."""
     cfg = {
         "address": f"127.0.0.1:{relay.port}",
-        "contracts": {contract_url: {"role": role, "address": relay.address}},
+        "contracts": {contract_url: {"role": relay.role, "address": relay.address}},
         "danger_zone": {"allow_loopback": True},
         **settings,
     }
-    with open(home.config, "w") as f:
+    with open(relay.home.config, "w") as f:
         json.dump(cfg, f, indent=4)
-    return relay
 
 
 @dataclass
