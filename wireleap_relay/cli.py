@@ -96,9 +96,9 @@ def cmd_start(args: dict) -> int:
 
 
 def cmd_worker(args: dict) -> int:
-    from wireleap_relay import daemon
+    from wireleap_relay import worker
 
-    return daemon.run_worker(home.current())
+    return worker.run(home.current())
 
 
 def cmd_reload(args: dict) -> int:

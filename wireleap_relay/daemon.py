@@ -16,18 +16,16 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import gevent
 import gevent.event
 import gevent.queue
-from gevent.fileobject import FileObjectPosix
 
-from wireleap_relay import config, duration, identity, logsetup, pidfile
+from wireleap_relay import config, duration, identity, pidfile
 from wireleap_relay.bounds import HANDOVER_FAILED, STOP_GRACE
 from wireleap_relay.contract.client import SignedClient
-from wireleap_relay.contract.gate import Gate, GateState
+from wireleap_relay.contract.gate import GateState
 from wireleap_relay.contract.manager import (
     HEARTBEAT_INTERVAL,
     ContractManager,
@@ -36,20 +34,20 @@ from wireleap_relay.contract.manager import (
 )
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
-from wireleap_relay.relay import dialer, tls, tunnel
-from wireleap_relay.relay.server import RelayServer, listen
+from wireleap_relay.relay import tls
+from wireleap_relay.relay.server import listen
 from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
 from wireleap_relay.upgrade import unpacked
 from wireleap_relay.version import software_version
-from wireleap_relay.workers import BEAT, LISTEN_FD_ENV, READY_FD_ENV, Supervisor, WorkerFailed
+from wireleap_relay.worker import STOP_SIGNALS
+from wireleap_relay.workers import Supervisor, WorkerFailed
 
 log = logging.getLogger(__name__)
 
 # Test-only: Go's heartbeat interval is a fixed 5 minutes.
 HEARTBEAT_ENV = "WIRELEAP_HEARTBEAT_INTERVAL"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
 HANDOVER_SIGNAL = signal.SIGUSR2
 # What a master tells the master it starts in a hand-over: the socket, and that the pid file
@@ -62,20 +60,6 @@ HANDOVER_GRACE = 60.0  # how long old workers may finish their streams: hand-ove
 
 class Fatal(Exception):
     """Start-up cannot continue; the message is the one line the operator sees."""
-
-
-def build_context(home: Home, cfg: config.Config, ident: identity.Identity,
-                  contracts: tunnel.ContractGate) -> tunnel.RelayContext:
-    return tunnel.RelayContext(
-        identity=ident,
-        contracts=contracts,
-        store=TokenStore(home.sharetokens),
-        policy=dialer.DialPolicy(allow_loopback=cfg.allow_loopback,
-                                 timeout=duration.seconds(cfg.timeout),
-                                 refuse_private=cfg.refuse_private_addresses),
-        bufsize=cfg.bufsize,
-        maxtime=duration.seconds(cfg.maxtime),
-    )
 
 
 def load_config(home: Home) -> tuple[bytes, config.Config]:
@@ -241,6 +225,7 @@ class Master:
         gevent.killall(self.background)
         supervisor.stop(grace=HANDOVER_GRACE)
         listener.close()
+        log.info("this master's workers %s", supervisor.tally.totals().summary())
         return True
 
     def stop(self, listener, supervisor: Supervisor) -> int:
@@ -253,7 +238,7 @@ class Master:
         supervisor.stop(grace=STOP_GRACE)
         listener.close()
         pidfile.remove(self.home.pid_file, os.getpid())
-        log.info("stopped")
+        log.info("stopped; the workers %s", supervisor.tally.totals().summary())
         return 0
 
 
@@ -273,56 +258,6 @@ def _inherited_listener() -> socket.socket | None:
     fd = os.environ.pop(HANDOVER_FD_ENV, None)
     os.environ.pop(HANDOVER_FROM_ENV, None)
     return socket.socket(fileno=int(fd)) if fd else None
-
-
-
-def run_worker(home: Home) -> int:
-    """A worker: serve streams on the inherited socket until told to stop or orphaned."""
-    logsetup.configure(tag=f"worker {os.getpid()}: ")
-    for signum in RELOAD_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)  # the master reloads; workers are replaced
-    stdin = FileObjectPosix(sys.stdin.fileno(), "rb")
-    cfg, _ = config.parse(json.loads(stdin.readline())["config"].encode(), home.config)
-    gate = Gate()
-    listener = socket.socket(fileno=int(os.environ[LISTEN_FD_ENV]))
-    server = RelayServer(listener, tls.server_context(home.tls_cert, home.tls_key),
-                         build_context(home, cfg, identity.load(home), gate),
-                         max_connections=cfg.max_connections)
-    server.start()
-    gevent.spawn(_heartbeat, int(os.environ.pop(READY_FD_ENV)))
-    stop = gevent.event.Event()
-    grace = [STOP_GRACE]  # a signal from outside: the stop grace
-    for signum in STOP_SIGNALS:
-        gevent.signal_handler(signum, stop.set)
-
-    def follow_master() -> None:
-        for line in stdin:
-            message = json.loads(line)
-            if "gate" in message:
-                gate.state = GateState.from_json(message["gate"])
-            if "stop" in message:  # the master's own grace: a hand-over or reload is longer
-                grace[0] = float(message["stop"])
-                break
-        stop.set()  # told to, or stdin closed: the master is gone
-
-    gevent.spawn(follow_master)
-    stop.wait()
-    server.stop(grace=grace[0])
-    return 0
-
-
-def _heartbeat(ready: int) -> None:
-    """The first byte says the worker serves; later ones that its loop still runs. Never
-    blocks: a master that does not read (yet) costs nothing."""
-    os.set_blocking(ready, False)
-    while True:
-        try:
-            os.write(ready, b".")
-        except BlockingIOError:
-            pass
-        except OSError:
-            return  # the master closed its end
-        gevent.sleep(BEAT)
 
 
 def _refuse_second_daemon(home: Home) -> None:

@@ -5,10 +5,11 @@ The master talks to each worker over the worker's stdin, one JSON object per lin
 the config text the master validated (so master and workers never disagree about it), then
 the gate state whenever enrollment changes, and last `{"stop": grace}`: stop accepting and
 let running streams finish for up to `grace` seconds. A worker whose stdin closes has lost
-its master and stops. A worker writes a byte to its ready pipe once it serves and then
-every BEAT seconds; one that goes silent is hung and replaced. Duplicate sharetokens are
-refused across workers by the token store's exclusive file creation, not by anything
-shared in memory.
+its master and stops. A worker writes a report line (reports.py) to its ready pipe once it
+serves and then every BEAT seconds; one that goes silent is hung and replaced. The last
+line, written after its streams drained, is read once it has exited. Duplicate sharetokens
+are refused across workers by the token store's exclusive file creation, not by anything
+shared in memory. The worker's own side is worker.py.
 """
 
 import json
@@ -22,6 +23,7 @@ import gevent
 import gevent.os
 
 from wireleap_relay.contract.gate import GateState
+from wireleap_relay.reports import ReportReader, Tally
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,26 @@ HUNG_AFTER = float(os.environ.get(HUNG_AFTER_ENV, "30"))
 KILL_MARGIN = 2.0  # past its drain grace, a worker is killed
 
 
+READ_SIZE = 65536
+
+
 class WorkerFailed(Exception):
     pass
 
 
+def _close_fd(fd: int) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class Worker:
     def __init__(self, command: list[str], listener: socket.socket, config_raw: bytes,
-                 gate: GateState):
+                 gate: GateState, tally: Tally):
+        self.tally = tally
+        self._reports = ReportReader()
         read_end, self._pipe = os.pipe()
         self._ready, ready_write = os.pipe()
         fd = listener.fileno()
@@ -67,10 +82,11 @@ class Worker:
         """Until the worker serves; WorkerFailed if it died or took too long."""
         with gevent.Timeout(timeout, WorkerFailed(f"worker {self.pid} did not start "
                                                   f"within {timeout:g}s")):
-            if not gevent.os.nb_read(self._ready, 1):
+            first = gevent.os.nb_read(self._ready, READ_SIZE)
+            if not first:
                 raise WorkerFailed(f"worker {self.pid} exited while starting "
                                    f"(status {self.proc.wait()})")
-        self.last_beat = time.monotonic()
+        self._take(first)
 
     @property
     def pid(self) -> int:
@@ -82,13 +98,26 @@ class Worker:
 
     def hung(self) -> bool:
         """No heartbeat for HUNG_AFTER seconds: its loop is stuck (gunicorn's worker
-        timeout). The worker writes a byte to its ready pipe every BEAT seconds."""
-        try:
-            if os.read(self._ready, 4096):
-                self.last_beat = time.monotonic()
-        except (BlockingIOError, OSError):
-            pass
+        timeout). Reads the reports that arrived meanwhile."""
+        self._read_reports()
         return time.monotonic() - self.last_beat > HUNG_AFTER
+
+    def _read_reports(self) -> None:
+        """Whatever the ready pipe holds, without blocking."""
+        while self._ready >= 0:
+            try:
+                data = os.read(self._ready, READ_SIZE)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """A heartbeat; each complete line is the worker's latest report."""
+        self.last_beat = time.monotonic()
+        for report in self._reports.feed(data):
+            self.tally.update(self.pid, report)
 
     def _write(self, message: dict) -> None:
         os.write(self._pipe, (json.dumps(message) + "\n").encode())
@@ -103,23 +132,27 @@ class Worker:
             pass  # it is gone; the supervisor notices and replaces it
 
     def terminate(self, grace: float) -> None:
-        """Stop accepting, finish running streams for up to `grace` seconds, exit."""
+        """Stop accepting, finish running streams for up to `grace` seconds, exit. The
+        ready pipe stays open for its last report: `close` once it has exited."""
         self.send({"stop": grace})
-        self.close()
+        _close_fd(self._pipe)
+        self._pipe = -1
 
     def kill(self) -> None:
         if self.alive:
             self.proc.kill()
 
     def close(self) -> None:
-        """Our ends of its pipes; its stdin closing also tells it to stop."""
+        """Our ends of its pipes (its stdin closing also tells it to stop). Once it has
+        exited, its last report is read first and its counts join the retired ones."""
+        exited = not self.alive
+        if exited:
+            self._read_reports()
         for fd in (self._pipe, self._ready):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            _close_fd(fd)
         self._pipe = self._ready = -1
+        if exited:
+            self.tally.retire(self.pid)
 
 
 class Supervisor:
@@ -131,6 +164,7 @@ class Supervisor:
         self.listener = listener
         self.count = count
         self.workers: list[Worker] = []
+        self.tally = Tally()  # what all our workers relayed, the retired ones included
         self.config_raw = b""
         self.gate = GateState()
         self._stopping = False
@@ -150,12 +184,13 @@ class Supervisor:
         except WorkerFailed:
             for worker in workers:
                 worker.kill()
+                worker.proc.wait()
                 worker.close()
             raise
         return workers
 
     def _spawn(self) -> Worker:
-        worker = Worker(self.command, self.listener, self.config_raw, self.gate)
+        worker = Worker(self.command, self.listener, self.config_raw, self.gate, self.tally)
         log.info("started worker %d", worker.pid)
         return worker
 
@@ -206,19 +241,19 @@ class Supervisor:
             worker.terminate(grace)
         deadline = time.monotonic() + grace + KILL_MARGIN
         for worker in self.workers:
-            try:
-                worker.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.info("worker %d did not finish in time, killing it", worker.pid)
-                worker.proc.kill()
-                worker.proc.wait()
+            _reap(worker, max(0.0, deadline - time.monotonic()))
 
 
 def _retire(worker: Worker, grace: float) -> None:
-    """Reap a draining worker; kill it if it overstays its grace."""
+    _reap(worker, grace + KILL_MARGIN)
+
+
+def _reap(worker: Worker, timeout: float) -> None:
+    """Wait for a draining worker, killing it if it overstays, and take its last report."""
     try:
-        worker.proc.wait(grace + KILL_MARGIN)
+        worker.proc.wait(timeout)
     except subprocess.TimeoutExpired:
         log.info("worker %d did not finish in time, killing it", worker.pid)
         worker.proc.kill()
         worker.proc.wait()
+    worker.close()

@@ -7,6 +7,7 @@ fills in the concrete origin (the literal "target" or the relay's public key).
 
 class StreamFailure(Exception):
     code = 400
+    outcome = "broken"  # how the stream is counted (reports.OUTCOMES)
 
     def __init__(self, description: str, origin_is_target: bool = False,
                  mentions_target: bool = False):
@@ -20,18 +21,22 @@ class Refused(StreamFailure):
     """The relay will not serve this stream (bad payload, token, contract, policy)."""
 
     code = 400
+    outcome = "refused"
 
 
 class DialTimeout(StreamFailure):
     code = 408
+    outcome = "dial_timeout"
 
 
 class DialFailed(StreamFailure):
     code = 502
+    outcome = "dial_failed"
 
 
 class SpliceTimeout(StreamFailure):
     code = 408
+    outcome = "timeout"
 
 
 class SpliceFailed(StreamFailure):

@@ -87,11 +87,15 @@ class RelayServer:
             tls_sock.close()  # only HTTP/2 can carry tunnels
             return
         conn = H2ServerConnection(tls_sock, self._spawn_tunnel)
+        meter = self.context.meter
+        meter.connections += 1
+        meter.active_connections += 1
         self.connections.add(conn)
         try:
             conn.serve()
         finally:
             self.connections.discard(conn)
+            meter.active_connections -= 1
 
     def _spawn_tunnel(self, stream: ServerStream) -> None:
         self.tunnels.spawn(tunnel.handle, stream, self.context)

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import gevent
@@ -24,6 +24,7 @@ from wireleap_relay.identity import Identity
 from wireleap_relay.relay import dialer
 from wireleap_relay.relay.errors import Refused, SpliceFailed, SpliceTimeout, StreamFailure
 from wireleap_relay.relay.h2conn import ServerStream, StreamClosed
+from wireleap_relay.reports import Meter
 from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
 from wireleap_relay.wire import payload, sharetoken
 from wireleap_relay.wire.status import ORIGIN_TARGET, Status, method_not_allowed_body, pong_body
@@ -56,23 +57,32 @@ class RelayContext:
     policy: dialer.DialPolicy
     bufsize: int
     maxtime: float  # seconds, 0 = unlimited
+    meter: Meter = field(default_factory=Meter)
     clock: Callable[[], float] = time.time
 
 
 def handle(stream: ServerStream, ctx: RelayContext) -> None:
     """The tunnel greenlet's body; never raises."""
+    ctx.meter.active_streams += 1
     try:
-        _serve(stream, ctx)
+        outcome = _serve(stream, ctx)
     except StreamClosed:
         stream.finish()
+        outcome = "cancelled"
     except StreamFailure as failure:
         _fail(stream, ctx, failure)
+        outcome = failure.outcome
     except Exception:
         log.exception("internal error on stream %d", stream.id)
         _fail(stream, ctx, SpliceFailed("internal relay error"))
+        outcome = "internal_error"
+    finally:
+        ctx.meter.active_streams -= 1
+    ctx.meter.stream_ended(outcome)
 
 
-def _serve(stream: ServerStream, ctx: RelayContext) -> None:
+def _serve(stream: ServerStream, ctx: RelayContext) -> str:
+    """Serve the stream; its outcome when it ended well, a StreamFailure otherwise."""
     if stream.headers.get(":method") != "PUT":
         body = method_not_allowed_body()
         stream.respond([(":status", "405"), ("content-type", TEXT),
@@ -80,12 +90,12 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> None:
                         ("content-length", str(len(body)))])
         stream.send(body)
         stream.finish()
-        return
+        return "refused"
     try:
         init = payload.parse(stream.headers.get("wl-payload"))
         if init.command == payload.PING:
             _pong(stream, ctx)
-            return
+            return "ping"
         payload.check_connect(init)
     except payload.PayloadError as exc:
         raise Refused(str(exc), mentions_target=exc.mentions_remote) from None
@@ -104,10 +114,11 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> None:
              token.contract_key_b64)
     sock = dialer.dial(remote, init.protocol, ctx.policy)
     try:
-        _splice(stream, sock, ctx, udp=init.protocol.startswith("udp"),
-                origin_is_target=remote.is_target)
+        _splice(stream, sock, ctx, ctx.meter.usage(token.contract_key_b64),
+                udp=init.protocol.startswith("udp"), origin_is_target=remote.is_target)
     finally:
         sock.close()
+    return "ok"
 
 
 @functools.cache
@@ -133,12 +144,13 @@ def _store(store: TokenStore, token: sharetoken.Sharetoken) -> None:
         raise Refused(f"could not store sharetoken: {exc.strerror or exc}") from None
 
 
-def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, udp: bool,
-            origin_is_target: bool) -> None:
+def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, usage: list[int],
+            udp: bool, origin_is_target: bool) -> None:
     """Pump both ways until the first EOF or error on either side, then close both: no
-    half-close, as in the Go relay (wire.md §5.2)."""
-    up = gevent.spawn(_pump, _client_to_remote, stream, sock, ctx.bufsize, udp)
-    down = gevent.spawn(_pump, _remote_to_client, stream, sock, ctx.bufsize, udp)
+    half-close, as in the Go relay (wire.md §5.2). Bytes are counted into `usage`
+    ([from client, from remote]) as they are read."""
+    up = gevent.spawn(_pump, _client_to_remote, stream, sock, ctx.bufsize, udp, usage)
+    down = gevent.spawn(_pump, _remote_to_client, stream, sock, ctx.bufsize, udp, usage)
     # The peer resetting the stream ends the splice even while both pumps are blocked on
     # the remote (one writing to a remote that reads nothing, one reading from it).
     finished = gevent.wait([up, down, stream.gone], count=1, timeout=ctx.maxtime or None)
@@ -170,12 +182,13 @@ def _pump(direction: Callable[..., None], *args: object) -> Exception | None:
 
 
 def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
-                      udp: bool) -> None:
+                      udp: bool, usage: list[int]) -> None:
     while True:
         chunk = stream.read()
         if chunk is None:
             return
         data, flow_len = chunk
+        usage[0] += len(data)
         try:
             if udp:
                 # One DATA frame becomes one datagram, split at bufsize like Go's reads.
@@ -188,13 +201,14 @@ def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
 
 
 def _remote_to_client(stream: ServerStream, sock: socket.socket, bufsize: int,
-                      udp: bool) -> None:
+                      udp: bool, usage: list[int]) -> None:
     while True:
         data = sock.recv(bufsize)
         if not data:
             if udp:
                 continue  # an empty datagram, not an end: UDP has no EOF
             return
+        usage[1] += len(data)
         _ensure_headers(stream)
         stream.send(data)
 
