@@ -169,7 +169,8 @@ TOP_KEYS = (
         _duration, default=0),
     Key("timeout", "dial timeout for outgoing connections", _positive_duration,
         default=5 * duration.SECOND),
-    Key("bufsize", "bytes read per copy from a remote connection", _bufsize, default=4096),
+    Key("bufsize", "bytes per read from a remote: a UDP datagram; TCP reads take up to "
+        "64 KiB when waiting", _bufsize, default=4096),
     Key("auto_upgrade", "upgrade automatically when the directory announces a version",
         _bool, default=True),
     Key("workers", "processes serving streams; default: one per CPU", _workers),

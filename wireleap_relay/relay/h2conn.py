@@ -142,10 +142,15 @@ class ServerStream:
                 self._window.wait()
 
     def _send_some(self, c: h2.connection.H2Connection, view: memoryview) -> int:
-        size = min(c.local_flow_control_window(self.id), c.max_outbound_frame_size, len(view))
-        if size > 0:
-            c.send_data(self.id, view[:size].tobytes())
-        return max(size, 0)
+        """As many DATA frames as the window allows, in one go: they leave in one write."""
+        sent, frame_size = 0, c.max_outbound_frame_size
+        while sent < len(view):
+            size = min(c.local_flow_control_window(self.id), frame_size, len(view) - sent)
+            if size <= 0:
+                break
+            c.send_data(self.id, view[sent:sent + size].tobytes())
+            sent += size
+        return sent
 
     def finish(self, trailers: list[tuple[str, str]] | None = None) -> None:
         """End our side: trailers or an empty END_STREAM, then RST_STREAM(NO_ERROR) if the
@@ -181,6 +186,7 @@ class H2ServerConnection:
     def __init__(self, sock, on_stream: Callable[[ServerStream], None],
                  limits: ConnectionLimits = ConnectionLimits()):
         self.sock = sock
+        sock.settimeout(WRITE_TIMEOUT)
         self.on_stream = on_stream
         self.limits = limits
         self._control = ControlBudget(limits)
@@ -219,16 +225,24 @@ class H2ServerConnection:
                     return None
                 raise StreamClosed("stream closed") from None
             self._flush()
+            if self._dead and not ignore_closed:
+                raise StreamClosed("connection closed")  # the write failed: not delivered
             return result
 
     def _flush(self) -> None:
         data = self.h2.data_to_send()
         if data:
             try:
-                with gevent.Timeout(WRITE_TIMEOUT):
-                    self.sock.sendall(data)
-            except (OSError, gevent.Timeout):
+                self._write_all(data)
+            except OSError:  # TimeoutError too: the peer read nothing for WRITE_TIMEOUT
                 self._die()
+
+    def _write_all(self, data: bytes) -> None:
+        """sendall without gevent's per-call socket option lookup and chunking; the
+        socket's own timeout bounds each wait for the peer to read."""
+        view = memoryview(data)
+        while view:
+            view = view[self.sock.send(view):]
 
     def forget(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
@@ -246,6 +260,8 @@ class H2ServerConnection:
             while not self._dead:
                 try:
                     data = self.sock.recv(READ_SIZE)
+                except TimeoutError:
+                    continue  # the socket's timeout is for writes; a quiet peer may stay
                 except OSError:  # also once _no_preface closed the socket
                     break
                 if not data:

@@ -1,0 +1,104 @@
+"""The server connection's write deadline, against a real hyper-h2 client over a socket
+pair: a peer that reads nothing loses its connection, a peer that only keeps quiet keeps
+it."""
+
+import socket
+
+import gevent
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+
+from wireleap_relay.relay import h2conn
+from wireleap_relay.relay.h2conn import H2ServerConnection, ServerStream, StreamClosed
+
+WIDE_OPEN = 2**31 - 1
+
+
+class Client:
+    """A hyper-h2 client on one end of a socket pair; it reads only when asked to."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WIDE_OPEN})
+        self.h2.increment_flow_control_window(WIDE_OPEN - 65535)
+        self.flush()
+
+    def flush(self) -> None:
+        self.sock.sendall(self.h2.data_to_send())
+
+    def request(self) -> int:
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream_id, [(":method", "PUT"), (":scheme", "https"),
+                                         (":authority", "relay"), (":path", "/")])
+        self.flush()
+        return stream_id
+
+    def read_until_response(self, stream_id: int) -> None:
+        while True:
+            data = self.sock.recv(65536)
+            assert data, "the server closed the connection"
+            for event in self.h2.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived) and \
+                        event.stream_id == stream_id:
+                    return
+            self.flush()
+
+
+@pytest.fixture
+def pair(monkeypatch):
+    monkeypatch.setattr(h2conn, "WRITE_TIMEOUT", 0.5)
+    server_sock, client_sock = socket.socketpair()
+    for sock in (server_sock, client_sock):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    yield server_sock, client_sock
+    server_sock.close()
+    client_sock.close()
+
+
+def test_a_peer_that_reads_nothing_loses_its_connection(pair):
+    server_sock, client_sock = pair
+    outcome = []
+
+    def flood(stream: ServerStream) -> None:
+        stream.respond([(":status", "200")])
+        try:
+            for _ in range(1024):  # 64 MiB in the tunnel's chunks
+                stream.send(b"x" * 65536)
+        except StreamClosed:
+            outcome.append("closed")
+
+    conn = H2ServerConnection(server_sock, lambda s: gevent.spawn(flood, s))
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock)
+    client.request()  # and never reads again
+    assert serving.join(timeout=20) is None and serving.dead, "the connection was kept"
+    assert wait_until(lambda: outcome == ["closed"])
+
+
+def test_a_quiet_peer_keeps_its_connection(pair):
+    server_sock, client_sock = pair
+
+    def answer(stream: ServerStream) -> None:
+        stream.respond([(":status", "200")], end_stream=True)
+
+    conn = H2ServerConnection(server_sock, lambda s: gevent.spawn(answer, s))
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock)
+    client.read_until_response(client.request())
+    gevent.sleep(4 * h2conn.WRITE_TIMEOUT)  # silence, several timeouts long
+    assert not serving.dead
+    client.read_until_response(client.request())
+    serving.kill()
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    with gevent.Timeout(timeout, False):
+        while not condition():
+            gevent.sleep(0.05)
+    return condition()
