@@ -8,10 +8,6 @@ import secrets
 from dataclasses import dataclass
 
 import nacl.signing
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import Home
@@ -92,6 +88,13 @@ def load(home: Home) -> Identity:
 def make_certificate(identity: Identity) -> tuple[bytes, bytes]:
     """A self-signed certificate for the identity key, laid out like the Go relay's:
     O=Wireleap, SAN wireleap.com, 100 years, random 128-bit serial."""
+    # Imported here: only `init` makes certificates, and cryptography (with bcrypt, which
+    # it pulls in) would cost every worker process several MiB.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(identity.signing_key))
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Wireleap")])
     now = datetime.datetime.now(datetime.timezone.utc)

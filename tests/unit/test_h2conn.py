@@ -11,7 +11,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from wireleap_relay.relay import h2conn
+from wireleap_relay.relay import h2conn, tunnel
 from wireleap_relay.relay.h2conn import H2ServerConnection, ServerStream, StreamClosed
 
 WIDE_OPEN = 2**31 - 1
@@ -20,11 +20,11 @@ WIDE_OPEN = 2**31 - 1
 class Client:
     """A hyper-h2 client on one end of a socket pair; it reads only when asked to."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, window: int = WIDE_OPEN):
         self.sock = sock
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.h2.initiate_connection()
-        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WIDE_OPEN})
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.h2.increment_flow_control_window(WIDE_OPEN - 65535)
         self.flush()
 
@@ -95,6 +95,39 @@ def test_a_quiet_peer_keeps_its_connection(pair):
     assert not serving.dead
     client.read_until_response(client.request())
     serving.kill()
+
+
+def test_a_slow_client_makes_the_relay_read_no_more_than_its_window(pair):
+    """The remote's bytes are read only as the client's window lets them through: a client
+    with a 1000-byte window that reads nothing costs the relay at most that plus bufsize,
+    not a 64 KiB read."""
+    server_sock, client_sock = pair
+    remote_near, remote_far = socket.socketpair()
+    usage = [0, 0]
+    pumps = []
+
+    def pump(stream: ServerStream) -> None:
+        stream.respond([(":status", "200")])
+        pumps.append(gevent.spawn(tunnel._remote_to_client, stream, remote_near, 4096,
+                                  False, usage))
+
+    conn = H2ServerConnection(server_sock, lambda s: gevent.spawn(pump, s))
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock, window=1000)
+    client.read_until_response(client.request())
+    remote_far.setblocking(False)
+    for _ in range(64):  # the remote offers far more than the window
+        try:
+            remote_far.send(b"r" * 4096)
+        except BlockingIOError:
+            break
+    assert wait_until(lambda: usage[1] >= 1000)
+    gevent.sleep(0.5)  # room for reads beyond the window, if the relay made them
+    assert usage[1] <= 1000 + 4096
+    gevent.killall(pumps)
+    serving.kill()
+    for sock in (remote_near, remote_far):
+        sock.close()
 
 
 def wait_until(condition, timeout: float = 10.0) -> bool:

@@ -130,6 +130,19 @@ class ServerStream:
         self.headers_sent = True
         self.conn.call(lambda c: c.send_headers(self.id, headers, end_stream=end_stream))
 
+    def window(self) -> int:
+        """How many bytes the peer lets this stream send now; waits while that is none."""
+        while True:
+            self._check_open()
+            self._window.clear()
+            try:
+                size = self.conn.h2.local_flow_control_window(self.id)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                raise StreamClosed(f"stream {self.id} is closed") from None
+            if size > 0:
+                return size
+            self._window.wait()
+
     def send(self, data: bytes) -> None:
         """Send DATA as the peer's window allows; blocks only this stream while it waits."""
         view = memoryview(data)

@@ -203,11 +203,13 @@ def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
 
 def _remote_to_client(stream: ServerStream, sock: socket.socket, bufsize: int,
                       udp: bool, usage: list[int]) -> None:
-    # A TCP read takes whatever is waiting, up to TCP_READ: each read costs a round
-    # through h2, TLS and a send, so 4 KiB reads spent most of a worker's time on that
-    # overhead. A UDP read is one datagram of up to bufsize, as in Go.
-    size = bufsize if udp else max(bufsize, TCP_READ)
     while True:
+        # A TCP read takes whatever is waiting, up to TCP_READ: each read costs a round
+        # through h2, TLS and a send, so 4 KiB reads spent most of a worker's time on
+        # that overhead. But no more than the client's window lets through at once: a
+        # stream whose client reads slowly holds at most bufsize bytes here, as in Go.
+        # A UDP read is one datagram of up to bufsize, as in Go.
+        size = bufsize if udp else max(bufsize, min(TCP_READ, stream.window()))
         data = sock.recv(size)
         if not data:
             if udp:
