@@ -13,6 +13,7 @@ import pytest
 
 from wireleap_relay.relay import h2conn, tunnel
 from wireleap_relay.relay.h2conn import H2ServerConnection, ServerStream, StreamClosed
+from wireleap_relay.relay.limits import ConnectionLimits
 
 WIDE_OPEN = 2**31 - 1
 
@@ -128,6 +129,31 @@ def test_a_slow_client_makes_the_relay_read_no_more_than_its_window(pair):
     serving.kill()
     for sock in (remote_near, remote_far):
         sock.close()
+
+
+def test_a_connection_without_streams_is_closed_once_idle(pair):
+    server_sock, client_sock = pair
+    conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=1.0))
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock)
+    assert serving.join(timeout=20) is None and serving.dead, "the idle connection was kept"
+    received = b""
+    while chunk := client_sock.recv(65536):
+        received += chunk
+    events = client.h2.receive_data(received)
+    assert any(isinstance(e, h2.events.ConnectionTerminated) and e.error_code == 0
+               for e in events)
+
+
+def test_a_connection_with_a_running_stream_is_not_idle(pair):
+    server_sock, client_sock = pair
+    conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=0.5))
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock)
+    client.request()  # its tunnel never ends
+    gevent.sleep(4 * h2conn.WRITE_TIMEOUT + 0.5)
+    assert not serving.dead
+    serving.kill()
 
 
 def wait_until(condition, timeout: float = 10.0) -> bool:

@@ -12,6 +12,7 @@ never eat the window the other streams need.
 """
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -205,6 +206,7 @@ class H2ServerConnection:
         self._control = ControlBudget(limits)
         self._early_resets = Budget(limits.reset_burst, limits.resets_per_second)
         self._greeted = False  # the client's preface and SETTINGS arrived
+        self._idle_since = time.monotonic()  # when the last stream ended
         self.streams: dict[int, ServerStream] = {}  # until each tunnel has ended
         self._lock = gevent.lock.Semaphore()
         self._dead = False
@@ -258,7 +260,8 @@ class H2ServerConnection:
             view = view[self.sock.send(view):]
 
     def forget(self, stream_id: int) -> None:
-        self.streams.pop(stream_id, None)
+        if self.streams.pop(stream_id, None) is not None and not self.streams:
+            self._idle_since = time.monotonic()
 
     def serve(self) -> None:
         """Run the connection until the peer leaves or breaks the protocol."""
@@ -273,8 +276,13 @@ class H2ServerConnection:
             while not self._dead:
                 try:
                     data = self.sock.recv(READ_SIZE)
-                except TimeoutError:
-                    continue  # the socket's timeout is for writes; a quiet peer may stay
+                except TimeoutError:  # the socket's timeout is meant for writes
+                    if self._idle_too_long():
+                        log.debug("closing a connection without streams for %gs",
+                                  self.limits.idle_timeout)
+                        self.close()
+                        break
+                    continue
                 except OSError:  # also once _no_preface closed the socket
                     break
                 if not data:
@@ -349,6 +357,10 @@ class H2ServerConnection:
             stream._on_reset()
         elif isinstance(event, h2.events.WindowUpdated):
             stream._on_window()
+
+    def _idle_too_long(self) -> bool:
+        return not self.streams and \
+            time.monotonic() - self._idle_since >= self.limits.idle_timeout
 
     def _no_preface(self) -> None:
         if not self._greeted:

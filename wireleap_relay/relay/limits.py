@@ -20,6 +20,10 @@ class ConnectionLimits:
     # A client that has sent nothing of HTTP/2 after its TLS handshake is dropped then, as
     # the Go server does after 10 s.
     preface_timeout: float = 10.0
+    # A connection without streams for this long is closed with GOAWAY(NO_ERROR): idle
+    # connections hold a worker's connection slots. Checked each time a read has waited
+    # WRITE_TIMEOUT (h2conn), so it may last up to that much longer. Clients dial again.
+    idle_timeout: float = 300.0
     # Streams reset by the client before the relay answered them, or refused for being
     # past max_streams: a burst of this many, then this many per second on average, or
     # GOAWAY(ENHANCE_YOUR_CALM). Each cost the relay a tunnel's start (payload, token,
