@@ -1,5 +1,7 @@
 """Crash-safe file writes: a reader sees the old content or the new one, never a mix."""
 
+import ctypes
+import functools
 import os
 import tempfile
 
@@ -22,30 +24,113 @@ def create_exclusive(path: str, data: bytes, mode: int = 0o644) -> bool:
     when the name exists: two processes racing for the same name cannot both win, and a
     crash leaves either no file or a complete one.
     """
-    tmp = _durable_temp(path, data, mode)
+    outcome = create_exclusive_many([(path, data)], mode)[0]
+    if isinstance(outcome, OSError):
+        raise outcome
+    return outcome
+
+
+def create_exclusive_many(files: list[tuple[str, bytes]],
+                          mode: int = 0o644) -> list[bool | OSError]:
+    """`create_exclusive` for several files at once, sharing the flushes to disk: every
+    temp file is written, all are made durable together (one syncfs(2) of the file system
+    for several, an fsync for one), then each is linked into place and each folder fsynced
+    once. Per file: True if created, False if it existed, or the OSError that stopped it.
+    A few hundred tokens cost about what one did, instead of two flushes each."""
+    outcomes: list[bool | OSError] = [False] * len(files)
+    temps: dict[int, tuple[int, str]] = {}  # index -> (fd, temp path)
+    for i, (path, data) in enumerate(files):
+        try:
+            temps[i] = _written_temp(path, data, mode)
+        except OSError as exc:
+            outcomes[i] = exc
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
+        _flush_together([fd for fd, _ in temps.values()])
+    except OSError as exc:
+        for i in temps:
+            outcomes[i] = exc
     finally:
+        for fd, _ in temps.values():
+            os.close(fd)
+    folders: dict[str, list[int]] = {}
+    for i, (_, tmp) in temps.items():
+        path = files[i][0]
+        if not isinstance(outcomes[i], OSError):
+            try:
+                os.link(tmp, path)
+                outcomes[i] = True
+                folders.setdefault(os.path.dirname(path) or ".", []).append(i)
+            except FileExistsError:
+                outcomes[i] = False
+            except OSError as exc:
+                outcomes[i] = exc
         _unlink(tmp)
-    fsync_dir(os.path.dirname(path) or ".")
-    return True
+    for folder, created in folders.items():
+        try:
+            fsync_dir(folder)
+        except OSError as exc:
+            for i in created:
+                outcomes[i] = exc
+    return outcomes
 
 
-def _durable_temp(path: str, data: bytes, mode: int) -> str:
-    """A fully written and fsynced temp file beside `path`."""
+def _written_temp(path: str, data: bytes, mode: int) -> tuple[int, str]:
+    """A temp file beside `path` holding `data`, not yet flushed: its open fd and path."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
                                prefix="." + os.path.basename(path) + ".")
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    return fd, tmp
+
+
+def _flush_together(fds: list[int]) -> None:
+    """Make the files behind `fds` durable: one syncfs(2) when there are several (the
+    kernel writes out the whole file system once instead of committing its journal per
+    file), fsync each where syncfs is missing, or for a single file."""
+    if len(fds) > 1 and _syncfs(fds[0]):
+        return
+    for fd in fds:
+        os.fsync(fd)
+
+
+def _syncfs(fd: int) -> bool:
+    """syncfs(2) on the file system of `fd`; False where libc has none."""
+    libc = _libc()
+    if libc is None:
+        return False
+    if libc.syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return True
+
+
+@functools.cache
+def _libc() -> "ctypes.CDLL | None":
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syncfs.argtypes = [ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def _durable_temp(path: str, data: bytes, mode: int) -> str:
+    """A fully written and fsynced temp file beside `path`."""
+    fd, tmp = _written_temp(path, data, mode)
+    try:
+        os.fsync(fd)
     except BaseException:
         _unlink(tmp)
         raise
+    finally:
+        os.close(fd)
     return tmp
 
 

@@ -21,6 +21,7 @@ from wireleap_relay.home import Home
 from wireleap_relay.relay import dialer, tls, tunnel
 from wireleap_relay.relay.server import RelayServer
 from wireleap_relay.reports import Meter
+from wireleap_relay.tokens.commit import GroupCommit
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.workers import BEAT, LISTEN_FD_ENV, READY_FD_ENV
 
@@ -35,7 +36,7 @@ def build_context(home: Home, cfg: config.Config, ident: identity.Identity,
     return tunnel.RelayContext(
         identity=ident,
         contracts=contracts,
-        store=TokenStore(home.sharetokens),
+        tokens=GroupCommit(TokenStore(home.sharetokens)),
         policy=dialer.DialPolicy(allow_loopback=cfg.allow_loopback,
                                  timeout=duration.seconds(cfg.timeout),
                                  refuse_private=cfg.refuse_private_addresses),

@@ -8,10 +8,12 @@ import sys
 import threading
 import time
 
+import gevent
 import nacl.signing
 import pytest
 
 from wireleap_relay import fsutil
+from wireleap_relay.tokens.commit import GroupCommit
 from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
 from wireleap_relay.wire import b64
 from wireleap_relay.wire.sharetoken import ContractData, Sharetoken
@@ -298,3 +300,87 @@ def test_only_old_temp_files_are_leftovers(tmp_path):
     os.utime(token, (1000, 1000))  # a real token is never a leftover, however old
     assert store.remove_leftovers(now=1000 + 3601) == [str(old)]
     assert sorted(os.listdir(folder)) == [".b.json.2", "c.json"]
+
+
+# --- several tokens at once (group commit) -------------------------------------------------
+
+def stored(store):
+    return sorted(os.path.basename(p) for p in store.pending())
+
+
+def test_accept_many_stores_each_token_once_and_names_duplicates(tmp_path):
+    store = TokenStore(str(tmp_path))
+    a, b, c = fresh_token("a" * 32), fresh_token("b" * 32), fresh_token("c" * 32)
+    store.accept(c)
+    failures = store.accept_many([a, b, a, c])
+    assert failures[:2] == [None, None]
+    assert [type(f) for f in failures[2:]] == [DuplicateSharetoken] * 2
+    assert stored(store) == sorted(t.signature_b64 + ".json" for t in (a, b, c))
+    with open(store.path_for(b)) as f:
+        assert Sharetoken.from_dict(json.load(f)) == b
+    folder = os.path.dirname(store.path_for(a))
+    assert [n for n in os.listdir(folder) if n.startswith(".")] == []  # no temp files
+
+
+def test_accept_many_keeps_going_past_a_token_it_cannot_write(tmp_path, monkeypatch):
+    store = TokenStore(str(tmp_path))
+    good, bad = fresh_token("d" * 32), fresh_token("e" * 32)
+    real = fsutil._written_temp
+
+    def disk_full_for_bad(path, data, mode):
+        if path == store.path_for(bad):
+            raise OSError(28, "No space left on device")
+        return real(path, data, mode)
+
+    monkeypatch.setattr(fsutil, "_written_temp", disk_full_for_bad)
+    failures = store.accept_many([bad, good])
+    assert isinstance(failures[0], OSError) and failures[0].errno == 28
+    assert failures[1] is None
+    assert stored(store) == [good.signature_b64 + ".json"]
+
+
+def test_several_tokens_share_one_flush_and_one_is_fsynced(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fsutil, "_syncfs", lambda fd: calls.append("syncfs") or True)
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+    store = TokenStore(str(tmp_path / "store"))
+    store.accept(fresh_token("0" * 32))  # makes the folders first
+    calls.clear()
+    assert store.accept_many([fresh_token(f"{i:032x}") for i in range(1, 21)]) == [None] * 20
+    assert calls == ["syncfs", "fsync"]  # the files together, then their one folder
+    calls.clear()
+    store.accept(fresh_token("f" * 32))
+    assert calls == ["fsync", "fsync"]  # one file, then its folder
+
+
+def test_a_failed_flush_accepts_none_of_the_batch(tmp_path, monkeypatch):
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fsutil, "_syncfs", broken)
+    store = TokenStore(str(tmp_path))
+    failures = store.accept_many([fresh_token(f"{i:032x}") for i in range(3)])
+    assert all(isinstance(f, OSError) and f.errno == 5 for f in failures)
+    assert stored(store) == []
+
+
+def test_group_commit_writes_concurrent_streams_together(tmp_path):
+    store = TokenStore(str(tmp_path))
+    commit = GroupCommit(store)
+    tokens = [fresh_token(f"{i:032x}") for i in range(50)]
+    outcomes = {}
+
+    def stream(i, token):
+        try:
+            commit.accept(token)
+            outcomes[i] = "ok"
+        except DuplicateSharetoken:
+            outcomes[i] = "duplicate"
+
+    jobs = [gevent.spawn(stream, i, t) for i, t in enumerate(tokens + tokens[:1])]
+    gevent.joinall(jobs, timeout=60, raise_error=True)
+    assert [outcomes[i] for i in range(50)].count("ok") == 50
+    assert outcomes[50] == "duplicate"
+    assert len(stored(store)) == 50
+    assert commit.batches < 10  # grouped, not one write per stream

@@ -7,7 +7,6 @@ payloads get a 400 status instead of a crashed stream (§7.6); failures reach th
 a `wl-status` trailer (the 0.6.0 way) and clean ends as END_STREAM, never INTERNAL_ERROR.
 """
 
-import functools
 import logging
 import socket
 import time
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import gevent
-from gevent.threadpool import ThreadPool
 
 from wireleap_relay import duration
 from wireleap_relay.identity import Identity
@@ -25,7 +23,8 @@ from wireleap_relay.relay import dialer
 from wireleap_relay.relay.errors import Refused, SpliceFailed, SpliceTimeout, StreamFailure
 from wireleap_relay.relay.h2conn import ServerStream, StreamClosed
 from wireleap_relay.reports import Meter
-from wireleap_relay.tokens.store import DuplicateSharetoken, TokenStore
+from wireleap_relay.tokens.commit import GroupCommit
+from wireleap_relay.tokens.store import DuplicateSharetoken
 from wireleap_relay.wire import payload, sharetoken
 from wireleap_relay.wire.status import ORIGIN_TARGET, Status, method_not_allowed_body, pong_body
 
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 SUCCESS_HEADERS = [(":status", "200"), ("trailer", "wl-status"),
                    ("content-type", "application/octet-stream")]
 TEXT = "text/plain; charset=utf-8"
-STORE_THREADS = 4
 TCP_READ = 64 * 1024
 
 
@@ -54,7 +52,7 @@ class RelayContext:
 
     identity: Identity
     contracts: ContractGate
-    store: TokenStore
+    tokens: GroupCommit
     policy: dialer.DialPolicy
     bufsize: int
     maxtime: float  # seconds, 0 = unlimited
@@ -107,7 +105,7 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> str:
                           int(ctx.clock()))
     except sharetoken.SharetokenError as exc:
         raise Refused(str(exc)) from None
-    _store(ctx.store, token)
+    _store(ctx.tokens, token)
     remote = init.remote
     # The next relay's address as repr(): a client's text must not forge log lines.
     log.info("stream %d: %s %s via contract %s", stream.id, init.protocol,
@@ -122,22 +120,16 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> str:
     return "ok"
 
 
-@functools.cache
-def _store_pool() -> ThreadPool:
-    return ThreadPool(STORE_THREADS)
-
-
 def _pong(stream: ServerStream, ctx: RelayContext) -> None:
     stream.respond([(":status", "200"), ("trailer", "wl-status"), ("content-type", TEXT)])
     stream.send(pong_body(ctx.identity.public_key_b64))
     stream.finish()
 
 
-def _store(store: TokenStore, token: sharetoken.Sharetoken) -> None:
-    """Durable before the dial. fsync blocks, so it runs in a thread pool of its own (not
-    the hub's, which DNS lookups share) and the other streams keep moving meanwhile."""
+def _store(tokens: GroupCommit, token: sharetoken.Sharetoken) -> None:
+    """Durable before the dial; the streams that arrive together share the flushes."""
     try:
-        _store_pool().apply(store.accept, (token,))
+        tokens.accept(token)
     except DuplicateSharetoken as exc:
         raise Refused(str(exc)) from None
     except OSError as exc:

@@ -1,9 +1,10 @@
 """The pending sharetoken store, in the Go relay's layout (wire.md §4.7, control.md §4.4):
 `sharetokens/<contract pk>/<token signature>.json`, compact JSON, files 0644.
 
-Money is durable: a token is on disk (temp file, fsync, link into place) before the relay
-dials. The file name is the duplicate check, made with exclusive creation, so it holds
-across worker processes and across restarts, and a token is accepted at most once. A token
+Money is durable: a token is on disk (temp file, flush, link into place) before the relay
+dials; tokens that arrive together share their flushes (commit.py). The file name is the
+duplicate check, made with exclusive creation, so it holds across worker processes and
+across restarts, and a token is accepted at most once. A token
 leaves the pending store only once the contract took it (it is then archived, if an archive
 is configured) or definitively refused it (it is then moved to `expired/`).
 """
@@ -12,7 +13,7 @@ import json
 import os
 import time
 
-from wireleap_relay.fsutil import create_exclusive, ensure_dir, fsync_dir, write_atomic
+from wireleap_relay.fsutil import create_exclusive_many, ensure_dir, fsync_dir, write_atomic
 from wireleap_relay.wire import b64
 from wireleap_relay.wire.sharetoken import Sharetoken
 
@@ -44,10 +45,31 @@ class TokenStore:
 
     def accept(self, token: Sharetoken) -> None:
         """Store the token durably; raise DuplicateSharetoken if it was accepted before."""
-        path = self.path_for(token)
-        ensure_dir(os.path.dirname(path))
-        if not create_exclusive(path, token.to_json().encode(), mode=0o644):
-            raise DuplicateSharetoken()
+        failure = self.accept_many([token])[0]
+        if failure is not None:
+            raise failure
+
+    def accept_many(self, tokens: list[Sharetoken]) -> list[Exception | None]:
+        """Store tokens durably with shared flushes (fsutil.create_exclusive_many); per
+        token None once it is on disk, DuplicateSharetoken if it was accepted before (also
+        earlier in this list), or the OSError that kept it off the disk."""
+        failures: list[Exception | None] = [None] * len(tokens)
+        files, where = [], []
+        for i, token in enumerate(tokens):
+            path = self.path_for(token)
+            try:
+                ensure_dir(os.path.dirname(path))
+            except OSError as exc:
+                failures[i] = exc
+                continue
+            files.append((path, token.to_json().encode()))
+            where.append(i)
+        for i, created in zip(where, create_exclusive_many(files, mode=0o644), strict=True):
+            if isinstance(created, OSError):
+                failures[i] = created
+            elif not created:
+                failures[i] = DuplicateSharetoken()
+        return failures
 
     @property
     def urls_file(self) -> str:
