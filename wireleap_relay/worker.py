@@ -3,12 +3,16 @@
 master's messages on stdin, and report on the ready pipe until told to stop or orphaned.
 """
 
+import ctypes
+import functools
+import gc
 import json
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -29,6 +33,7 @@ from wireleap_relay.workers import BEAT, LISTEN_FD_ENV, READY_FD_ENV
 MASTER_SIGNALS = (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 LAST_REPORT_WAIT = 5.0
+TRIM_CHECK = 1.0  # seconds between looks for an idle worker that has memory to give back
 
 
 def build_context(home: Home, cfg: config.Config, ident: identity.Identity,
@@ -61,6 +66,7 @@ def run(home: Home) -> int:
     server.start()
     reporter = Reporter(int(os.environ.pop(READY_FD_ENV)), meter)
     beats = gevent.spawn(reporter.run)
+    gevent.spawn(_give_back_memory, meter)
     stop = gevent.event.Event()
     grace = [STOP_GRACE]  # a signal from outside: the stop grace
     for signum in STOP_SIGNALS:
@@ -82,6 +88,31 @@ def run(home: Home) -> int:
     beats.kill()
     reporter.last()
     return 0
+
+
+def _give_back_memory(meter: Meter) -> None:
+    """Once the streams of a busy spell have all ended, hand the memory they freed back to
+    the system: CPython's and glibc's allocators keep it for reuse otherwise, and one burst
+    would set the worker's size for good."""
+    ended = 0
+    while True:
+        gevent.sleep(TRIM_CHECK)
+        total = sum(meter.streams.values())
+        if meter.active_streams or total == ended:
+            continue
+        ended = total
+        gc.collect()
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> "Callable[[int], int] | None":
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc's; the single file needs glibc
+    except (OSError, AttributeError):
+        return None
 
 
 class Reporter:

@@ -3,6 +3,9 @@ keeps retired workers' counts but not their gauges."""
 
 import os
 
+import gevent
+
+from wireleap_relay import worker
 from wireleap_relay.reports import Meter, ReportReader, Tally, Totals, parse_report
 from wireleap_relay.worker import Reporter
 
@@ -99,3 +102,23 @@ def test_a_full_pipe_delays_a_report_and_loses_nothing():
     os.closerange(read_end, read_end + 1)  # now: gevent's os.close waits for its loop
     assert not reporter.beat()  # the master is gone
     os.close(write_end)
+
+
+def test_an_idle_worker_gives_memory_back_once_per_busy_spell(monkeypatch):
+    trims = []
+    monkeypatch.setattr(worker, "TRIM_CHECK", 0.01)
+    monkeypatch.setattr(worker, "_malloc_trim", lambda: trims.append)
+    meter = Meter()
+    meter.active_streams = 1
+    trimmer = gevent.spawn(worker._give_back_memory, meter)
+    gevent.sleep(0.1)
+    assert trims == []  # nothing ended yet
+    meter.stream_ended("ok")
+    gevent.sleep(0.1)
+    assert trims == []  # a stream still runs
+    meter.active_streams = 0
+    gevent.sleep(0.1)
+    assert trims == [0]  # the spell is over
+    gevent.sleep(0.1)
+    assert trims == [0]  # and nothing happened since
+    trimmer.kill()
