@@ -2,6 +2,7 @@
 relays of this project (fronting, entropic, backing) in their own homes, an HTTP target,
 and a SOCKS5 entry point that sends every connection through a 3-hop circuit."""
 
+import fcntl
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ log = logging.getLogger("devnet")
 
 ROLES = ("fronting", "entropic", "backing")
 SOCKS_PORT = 13491  # the Go client's default SOCKS port
+LOCK_FILE = "make-run.lock"  # in the folder: held while a `make run` uses it
 CHUNK = 64 * 1024
 
 
@@ -115,10 +117,44 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+class FolderInUse(Exception):
+    """Another `make run` holds the folder; the message names its pid."""
+
+
+def claim(root: str) -> int:
+    """Make `root` ours and empty it, for as long as this process lives: an flock on a file
+    in it, which the kernel drops when we end, however we end (no stale lock). A second
+    `make run` must not wipe the homes of relays that a first one still runs."""
+    os.makedirs(root, exist_ok=True)
+    lock = os.open(os.path.join(root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(lock, 32).decode(errors="replace").strip()
+        os.close(lock)
+        raise FolderInUse(f"{root} is in use by another `make run` (pid {holder}): stop "
+                          "that one first (Ctrl-C in its terminal)") from None
+    os.ftruncate(lock, 0)
+    os.write(lock, str(os.getpid()).encode())
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if name == LOCK_FILE:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    return lock
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = os.path.abspath("devnet")
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        claim(root)
+    except FolderInUse as exc:
+        print(exc, file=sys.stderr)
+        return 1
     port = SOCKS_PORT if _port_free(SOCKS_PORT) else 0
     with running(root, socks_port=port) as net:
         host, tport = net.target
