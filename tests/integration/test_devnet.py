@@ -4,31 +4,12 @@ circuit, and Ctrl-C stops everything it started."""
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def socks_get(socks: tuple[str, int], host: str, port: int, path: str) -> bytes:
-    """HTTP/1.0 GET through a SOCKS5 proxy, resolving the name at the proxy side."""
-    with socket.create_connection(socks, timeout=30) as s:
-        s.sendall(b"\x05\x01\x00")
-        assert s.recv(2) == b"\x05\x00"
-        name = host.encode()
-        s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
-        reply = s.recv(10)
-        assert reply[:2] == b"\x05\x00", reply
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        chunks = []
-        while data := s.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks)
+from conftest import ROOT, socks_get
 
 
 class MakeRun:

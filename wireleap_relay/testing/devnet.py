@@ -19,15 +19,13 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
-from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import RelayHome, RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.testing.socks5 import Socks5Server
+from wireleap_relay.testing.socks_entry import ROLES, SOCKS_PORT, circuit_dialer
 
 log = logging.getLogger("devnet")
 
-ROLES = ("fronting", "entropic", "backing")
-SOCKS_PORT = 13491  # the Go client's default SOCKS port
 LOCK_FILE = "make-run.lock"  # in the folder: held while a `make run` uses it
 CHUNK = 64 * 1024
 
@@ -101,20 +99,12 @@ def running(root: str, socks_port: int = 0, relay_command: list[str] | None = No
         web = WSGIServer(("127.0.0.1", 0), bytes_app, log=None)
         web.start()
         stack.callback(web.stop)
-        wallet = Wallet(url)
         hops = [(r.address, r.pubkey) for r in relays]
-
-        def dial(host: str, port: int, protocol: str) -> circuit.Circuit:
-            return circuit.dial(hops, f"{_bracket(host)}:{port}", protocol, *wallet.current())
-
-        socks = Socks5Server(listen=("127.0.0.1", socks_port), dial=dial)
+        socks = Socks5Server(listen=("127.0.0.1", socks_port),
+                             dial=circuit_dialer(hops, Wallet(url)))
         socks.start()
         stack.callback(socks.stop)
         yield Devnet(url, relays, web.address[:2], socks.address)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 class FolderInUse(Exception):
