@@ -22,7 +22,7 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from wireleap_relay import config, duration, identity, pidfile
+from wireleap_relay import config, duration, identity, pidfile, sdnotify
 from wireleap_relay.bounds import HANDOVER_FAILED, STOP_GRACE
 from wireleap_relay.contract.client import SignedClient
 from wireleap_relay.contract.gate import GateState
@@ -124,6 +124,9 @@ class Master:
             raise Fatal(f"{exc}: see the lines above") from exc
         log.info("Listening for H/2 requests on https://%s with %d workers", self.cfg.address,
                  self.cfg.worker_count)
+        # systemd first: whoever waits for the pid file (`start`, the master handing over to
+        # us) may exit as soon as it appears, and systemd must know its successor by then.
+        sdnotify.ready(self.serving())
         # Written once listening and enrolled: `start` takes it as the sign the relay is up.
         pidfile.write(self.home.pid_file, os.getpid())
         unpacked.prune(self.home)
@@ -132,7 +135,10 @@ class Master:
             signum = self.signals.get()
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
             if signum in RELOAD_SIGNALS:
-                self._answer_reload(*self.reload(supervisor))
+                sdnotify.reloading()
+                done, message = self.reload(supervisor)
+                sdnotify.ready(self.serving() if done else message)
+                self._answer_reload(done, message)
                 continue
             if signum == HANDOVER_SIGNAL:
                 if self.handover(listener, supervisor):
@@ -156,6 +162,11 @@ class Master:
                                   lambda: self.manager.urls,
                                   duration.seconds(self.cfg.auto_submit_interval), archive)
             self.background.append(gevent.spawn(submitter.run))
+
+    def serving(self) -> str:
+        """What systemd shows as the relay's status while it serves."""
+        return (f"listening on {self.cfg.address} with {self.cfg.worker_count} workers, "
+                f"{len(self.cfg.contracts)} contract(s)")
 
     def banner(self) -> str:
         """The start line an operator looks for first in the log."""
@@ -208,6 +219,7 @@ class Master:
         puts the new binary in place first) on our listening socket; once it is up and
         enrolled, retire: no disenrollment (it is the same relay), old workers drain."""
         log.info("handing over to a new %s...", BINARY_NAME)
+        sdnotify.status("handing over to a new process")
         env = dict(os.environ, **{HANDOVER_FD_ENV: str(listener.fileno()),
                                   HANDOVER_FROM_ENV: str(os.getpid())})
         child = subprocess.Popen(own_command() + ["start", "--fg"], env=env,
@@ -219,6 +231,7 @@ class Master:
                 child.kill()
                 log.info("%s: the new process did not come up (exit %s); this one keeps "
                          "serving", HANDOVER_FAILED, child.poll())
+                sdnotify.ready(self.serving())  # it may have named itself main process
                 return False
             gevent.sleep(0.05)
         log.info("handed over to pid %d; finishing running streams", child.pid)
@@ -232,6 +245,7 @@ class Master:
         """Stop accepting, leave every directory, let running streams finish (each token
         accepted was on disk before its stream was dialed), then exit."""
         log.info("gracefully shutting down...")
+        sdnotify.stopping()
         gevent.killall(self.background)
         supervisor.broadcast(GateState())
         self.manager.disenroll_all()

@@ -24,6 +24,7 @@ import gevent.os
 
 from wireleap_relay.contract.gate import GateState
 from wireleap_relay.reports import ReportReader, Tally
+from wireleap_relay.sdnotify import NOTIFY_SOCKET_ENV
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class Worker:
         self._ready, ready_write = os.pipe()
         fd = listener.fileno()
         env = dict(os.environ, **{LISTEN_FD_ENV: str(fd), READY_FD_ENV: str(ready_write)})
+        # Only masters speak to systemd (sdnotify.py): with NotifyAccess=all, anything a
+        # worker sent there would count as the relay's own word.
+        env.pop(NOTIFY_SOCKET_ENV, None)
         self.proc = subprocess.Popen(command + ["worker"], stdin=read_end,
                                      pass_fds=(fd, ready_write), env=env)
         self.started = time.monotonic()

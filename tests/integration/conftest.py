@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,22 @@ def run_cli(home: Home, *args: str, env: dict | None = None,
     full_env = dict(os.environ, **(env or {}), **{HOME_ENV: home.root}, PYTHONPATH=ROOT)
     return subprocess.run((command or [sys.executable, "-m", "wireleap_relay"]) + list(args),
                           capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def socks_get(socks: tuple[str, int], host: str, port: int, path: str) -> bytes:
+    """HTTP/1.0 GET through a SOCKS5 proxy, resolving the name at the proxy side."""
+    with socket.create_connection(socks, timeout=30) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        name = host.encode()
+        s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
+        reply = s.recv(10)
+        assert reply[:2] == b"\x05\x00", reply
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        chunks = []
+        while data := s.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
 
 
 def wait_for(condition, timeout: float = 20.0) -> bool:

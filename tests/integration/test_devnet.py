@@ -4,58 +4,100 @@ circuit, and Ctrl-C stops everything it started."""
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pytest
+from conftest import ROOT, socks_get
 
 
-def socks_get(socks: tuple[str, int], host: str, port: int, path: str) -> bytes:
-    """HTTP/1.0 GET through a SOCKS5 proxy, resolving the name at the proxy side."""
-    with socket.create_connection(socks, timeout=30) as s:
-        s.sendall(b"\x05\x01\x00")
-        assert s.recv(2) == b"\x05\x00"
-        name = host.encode()
-        s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
-        reply = s.recv(10)
-        assert reply[:2] == b"\x05\x00", reply
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        chunks = []
-        while data := s.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks)
+class MakeRun:
+    """`make run` in `folder`, up to its "Ctrl-C stops everything" line."""
+
+    def __init__(self, folder) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "wireleap_relay.testing"],
+                                     cwd=folder, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     env=dict(os.environ, PYTHONPATH=ROOT))
+
+    def wait_up(self) -> None:
+        lines = []
+        deadline = time.monotonic() + 60
+        while not any("Ctrl-C" in line for line in lines):
+            line = self.proc.stdout.readline()
+            assert line and time.monotonic() < deadline, "".join(lines)
+            lines.append(line)
+        self.text = "".join(lines)
+        target = re.search(r"HTTP target\s+http://127\.0\.0\.1:(\d+)/", self.text)
+        socks = re.search(r"SOCKS5 entry\s+127\.0\.0\.1:(\d+)", self.text)
+        assert target and socks, self.text
+        self.target, self.socks = int(target.group(1)), ("127.0.0.1", int(socks.group(1)))
+        self.relay_homes = re.findall(r"\(home (\S+)\)", self.text)
+
+    def relay_pids(self) -> list[int]:
+        return [int(open(os.path.join(h, "wireleap-relay.pid")).read())
+                for h in self.relay_homes]
+
+    def download(self, size: int) -> int:
+        response = socks_get(self.socks, "127.0.0.1", self.target, f"/{size}")
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return len(body)
+
+    def stop(self) -> int:
+        """Ctrl-C, as the operator would; killed if it does not end."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}") or \
+        open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
 def test_make_run_network(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "wireleap_relay.testing"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
-    lines = []
+    run = MakeRun(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not any("Ctrl-C" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line and time.monotonic() < deadline, "".join(lines)
-            lines.append(line)
-        text = "".join(lines)
-        target = re.search(r"HTTP target\s+http://127\.0\.0\.1:(\d+)/", text)
-        socks = re.search(r"SOCKS5 entry\s+127\.0\.0\.1:(\d+)", text)
-        assert target and socks, text
-        relay_homes = re.findall(r"\(home (\S+)\)", text)
-        assert [os.path.basename(h) for h in relay_homes] == ["fronting", "entropic", "backing"]
-        pids = [int(open(os.path.join(h, "wireleap-relay.pid")).read()) for h in relay_homes]
-        response = socks_get(("127.0.0.1", int(socks.group(1))), "127.0.0.1",
-                             int(target.group(1)), "/1000000")
-        head, _, body = response.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200") and len(body) == 1_000_000
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        run.wait_up()
+        assert [os.path.basename(h) for h in run.relay_homes] == \
+            ["fronting", "entropic", "backing"]
+        pids = run.relay_pids()
+        assert run.download(1_000_000) == 1_000_000
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or \
-            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert run.stop() == 0
+    assert all(gone(pid) for pid in pids)
+
+
+def test_a_second_make_run_leaves_the_first_alone(tmp_path):
+    """It used to wipe devnet/ under the running relays of the first one."""
+    first = MakeRun(tmp_path)
+    second = None
+    try:
+        first.wait_up()
+        pids = first.relay_pids()
+        second = MakeRun(tmp_path)
+        try:
+            said = second.proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            pytest.fail("the second `make run` started a network of its own in devnet/")
+        assert second.proc.returncode == 1
+        assert said == (f"{tmp_path}/devnet is in use by another `make run` (pid "
+                        f"{first.proc.pid}): stop that one first (Ctrl-C in its terminal)\n")
+        assert first.relay_pids() == pids and not any(gone(pid) for pid in pids)
+        assert first.download(100_000) == 100_000
+    finally:
+        if second is not None:
+            second.stop()
+        assert first.stop() == 0
+    third = MakeRun(tmp_path)  # the first one's lock went with it
+    try:
+        third.wait_up()
+        assert third.download(1000) == 1000
+    finally:
+        assert third.stop() == 0

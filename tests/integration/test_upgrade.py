@@ -24,6 +24,7 @@ from wireleap_relay import launcher, pidfile
 from wireleap_relay.home import HOME_ENV
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
+from wireleap_relay.testing.notifysocket import NotifySocket
 from wireleap_relay.testing.relayproc import make_home
 from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.upgrade import unpacked
@@ -547,11 +548,22 @@ def test_new_version_that_cannot_start_is_rolled_back_and_skipped(tmp_path, gpg,
 
 # --- automatic upgrades from the heartbeat's notice -----------------------------------------
 
-def test_automatic_upgrade_on_notice(published, server, fake, install):
+@pytest.fixture
+def notify():
+    sock = NotifySocket()
+    yield sock
+    sock.close()
+
+
+def test_automatic_upgrade_on_notice(published, server, fake, install, notify):
+    """Under systemd (a stand-in for its $NOTIFY_SOCKET here) the new version's master
+    names itself the main process: systemd follows the upgrade."""
     announce(fake, A)  # nothing to do at first
     server.publish(published)
-    relay = install(release_file(published, A), WIRELEAP_HEARTBEAT_INTERVAL="0.5")
+    relay = install(release_file(published, A), WIRELEAP_HEARTBEAT_INTERVAL="0.5",
+                    **notify.env)
     old_pid = relay.start()
+    assert notify.expect("MAINPID", str(old_pid)).sender == old_pid
     before = relay.snapshot()
     announce(fake, B)
     assert wait_for(lambda: "wireleap-relay upgraded to 0.7.2" in relay.log(), timeout=120), \
@@ -566,6 +578,8 @@ def test_automatic_upgrade_on_notice(published, server, fake, install):
     assert relay.snapshot()["wireleap-relay"] == sha256(release_file(published, B))
     assert relay.snapshot()["wireleap-relay.prev"] == before["wireleap-relay"]
     assert pidfile.alive(relay.pid())
+    handed = notify.expect("MAINPID", str(relay.pid()))
+    assert (handed.sender, handed.fields["READY"]) == (relay.pid(), "1")
     assert wait_for(lambda: not pidfile.alive(old_pid))  # handed over, then retired
     assert relay.answers_ping()
 

@@ -2,6 +2,7 @@
 relays of this project (fronting, entropic, backing) in their own homes, an HTTP target,
 and a SOCKS5 entry point that sends every connection through a 3-hop circuit."""
 
+import fcntl
 import logging
 import os
 import shutil
@@ -18,15 +19,14 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
-from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import RelayHome, RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.testing.socks5 import Socks5Server
+from wireleap_relay.testing.socks_entry import ROLES, SOCKS_PORT, circuit_dialer
 
 log = logging.getLogger("devnet")
 
-ROLES = ("fronting", "entropic", "backing")
-SOCKS_PORT = 13491  # the Go client's default SOCKS port
+LOCK_FILE = "make-run.lock"  # in the folder: held while a `make run` uses it
 CHUNK = 64 * 1024
 
 
@@ -99,26 +99,52 @@ def running(root: str, socks_port: int = 0, relay_command: list[str] | None = No
         web = WSGIServer(("127.0.0.1", 0), bytes_app, log=None)
         web.start()
         stack.callback(web.stop)
-        wallet = Wallet(url)
         hops = [(r.address, r.pubkey) for r in relays]
-
-        def dial(host: str, port: int, protocol: str) -> circuit.Circuit:
-            return circuit.dial(hops, f"{_bracket(host)}:{port}", protocol, *wallet.current())
-
-        socks = Socks5Server(listen=("127.0.0.1", socks_port), dial=dial)
+        socks = Socks5Server(listen=("127.0.0.1", socks_port),
+                             dial=circuit_dialer(hops, Wallet(url)))
         socks.start()
         stack.callback(socks.stop)
         yield Devnet(url, relays, web.address[:2], socks.address)
 
 
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+class FolderInUse(Exception):
+    """Another `make run` holds the folder; the message names its pid."""
+
+
+def claim(root: str) -> int:
+    """Make `root` ours and empty it, for as long as this process lives: an flock on a file
+    in it, which the kernel drops when we end, however we end (no stale lock). A second
+    `make run` must not wipe the homes of relays that a first one still runs."""
+    os.makedirs(root, exist_ok=True)
+    lock = os.open(os.path.join(root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(lock, 32).decode(errors="replace").strip()
+        os.close(lock)
+        raise FolderInUse(f"{root} is in use by another `make run` (pid {holder}): stop "
+                          "that one first (Ctrl-C in its terminal)") from None
+    os.ftruncate(lock, 0)
+    os.write(lock, str(os.getpid()).encode())
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if name == LOCK_FILE:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    return lock
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = os.path.abspath("devnet")
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        claim(root)
+    except FolderInUse as exc:
+        print(exc, file=sys.stderr)
+        return 1
     port = SOCKS_PORT if _port_free(SOCKS_PORT) else 0
     with running(root, socks_port=port) as net:
         host, tport = net.target
