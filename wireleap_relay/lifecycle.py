@@ -44,9 +44,12 @@ def running_pid(home: Home, say: Callable[[str], None]) -> int | None:
 
 
 def start(home: Home, say: Callable[[str], None]) -> int:
-    if running_pid(home, say) is not None:
-        say(f"{BINARY_NAME} daemon is already running!")
-        return 1
+    try:
+        if running_pid(home, say) is not None:
+            say(f"{BINARY_NAME} daemon is already running!")
+            return 1
+    except pidfile.PidFileError as exc:
+        return _cannot_tell(exc, say)
     with open(home.log_file, "ab") as log:
         offset = log.tell()
         child = subprocess.Popen(own_command() + ["start", "--fg"], stdin=subprocess.DEVNULL,
@@ -68,6 +71,12 @@ def start(home: Home, say: Callable[[str], None]) -> int:
     say(f"{BINARY_NAME} did not come up within {START_TIMEOUT:g}s, {home.log_file} "
         "follows:")
     sys.stdout.write(_log_since(home.log_file, offset))
+    return 1
+
+
+def _cannot_tell(exc: pidfile.PidFileError, say: Callable[[str], None]) -> int:
+    """Without a readable pid file a second daemon could start beside a running one."""
+    say(f"cannot tell whether {BINARY_NAME} is running: {exc}; fix or remove it first")
     return 1
 
 
@@ -103,7 +112,10 @@ def stop(home: Home, say: Callable[[str], None]) -> int:
 def restart(home: Home, say: Callable[[str], None]) -> int:
     """A running relay hands over to a new one on the same socket (no refused connection,
     running streams finish); a stopped one is simply started."""
-    pid = running_pid(home, say)
+    try:
+        pid = running_pid(home, say)
+    except pidfile.PidFileError as exc:
+        return _cannot_tell(exc, say)
     if pid is None:
         return start(home, say)
     return handover(home, pid, say)

@@ -159,6 +159,13 @@ def test_an_unreadable_pid_file_status_cannot_tell(relay):
         result = run_cli(relay.home, "status")
         assert (result.returncode, result.stdout) == \
             (2, "could not read wireleap-relay status\n")
+        for command in ("start", "restart"):
+            result = run_cli(relay.home, command)
+            assert result.returncode == 1
+            assert result.stderr.strip().endswith(
+                f"cannot tell whether wireleap-relay is running: could not read "
+                f"{relay.home.pid_file}: Is a directory; fix or remove it first")
+            assert "Traceback" not in result.stderr
     finally:
         os.rmdir(relay.home.pid_file)
 
