@@ -25,6 +25,7 @@ setup(
         "docopt-ng>=0.9,<1",
         "cryptography>=41,<51",
         "bcrypt>=4.0,<6",
+        "prometheus_client>=0.17,<1",
     ],
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "shiv==1.0.8",

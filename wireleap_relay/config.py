@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wireleap_relay import duration
+from wireleap_relay.restapi import endpoint
 
 ROLES = ("fronting", "entropic", "backing")
 RELAY_SCHEMES = ("wireleap", "https")
@@ -74,6 +75,14 @@ class Config:
     @property
     def listen_host_port(self) -> tuple[str, int]:
         return split_host_port(self.address)
+
+    @property
+    def rest_api_endpoint(self) -> endpoint.Endpoint | None:
+        """Where the status API listens; None when it is off."""
+        address = self.rest_api.get("address")
+        if address is None:
+            return None
+        return endpoint.parse(address, endpoint.parse_mode(self.rest_api.get("socket_umask")))
 
 
 # --- the key registry -------------------------------------------------------------------
@@ -368,18 +377,15 @@ def _check_channels(obj: dict, problems: list[str], warnings: list[str]) -> None
 
 
 def _check_rest_api(rest_api: dict, problems: list[str]) -> None:
-    address = rest_api.get("address")
-    if address is not None:
-        parts = urlsplit(address)
-        if parts.scheme == "file" and parts.netloc:
-            problems.append("rest_api.address: file path must start with \"file:///\"")
-        elif parts.scheme not in ("http", "file"):
-            problems.append(f"rest_api.address: must be http://host:port or "
-                            f"file:///path, got {address!r}")
-    umask = rest_api.get("socket_umask")
-    if umask is not None and not re.fullmatch(r"[0-7]{3}", umask):
-        problems.append(f"rest_api.socket_umask: must be three octal digits like \"600\", "
-                        f"got {umask!r}")
+    if rest_api["address"] is not None:
+        try:
+            endpoint.parse(rest_api["address"])
+        except ValueError as exc:
+            problems.append(str(exc))
+    try:
+        endpoint.parse_mode(rest_api["socket_umask"])
+    except ValueError as exc:
+        problems.append(str(exc))
 
 
 def split_host_port(text: str) -> tuple[str, int]:

@@ -34,12 +34,19 @@ from wireleap_relay.contract.manager import (
 )
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
+from wireleap_relay.metrics import RelayMetrics
 from wireleap_relay.relay import tls
 from wireleap_relay.relay.server import listen
+from wireleap_relay.restapi import routes
+from wireleap_relay.restapi.service import RestApi
+from wireleap_relay.restapi.status import status_document
 from wireleap_relay.selfexec import own_command
+from wireleap_relay.tokens.counts import TokenCounts
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
 from wireleap_relay.upgrade import unpacked
+from wireleap_relay.upgrade.auto import NoticeHandler
+from wireleap_relay.usage_off import UsageOff
 from wireleap_relay.version import software_version
 from wireleap_relay.worker import STOP_SIGNALS
 from wireleap_relay.workers import Supervisor, WorkerFailed
@@ -93,8 +100,26 @@ class Master:
         self.manager = ContractManager(self.client, self.cfg, home.root)
         self.background: list[gevent.Greenlet] = []
         self.reloads = 0
+        self.started_at = time.time()
+        self.supervisor: Supervisor | None = None
+        self.usage = UsageOff()
+        self.tokens = TokenCounts(lambda: self.supervisor.tally.totals().sharetokens
+                                  if self.supervisor else 0)
+        self.upgrades: NoticeHandler | None = None
+        self.api = RestApi(routes.handler(self.status, RelayMetrics(self).exposition))
+
+    def status(self) -> dict:
+        """The status API's document (control.md §6.2)."""
+        return status_document(self.manager.started, self.manager.contracts.values(),
+                               self.usage)
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self.api.close()  # after a hand-over, already closed without removing the file
+
+    def _run(self) -> int:
         log.info("%s", self.banner())
         raise_open_files_limit()
         try:
@@ -104,11 +129,18 @@ class Master:
             raise Fatal(str(exc)) from exc
         except OSError as exc:
             raise Fatal(f"could not load the TLS certificate: {exc}") from exc
+        inherited = _inherited_listener()
         try:
-            listener = _inherited_listener() or listen(*self.cfg.listen_host_port)
+            listener = inherited or listen(*self.cfg.listen_host_port)
         except OSError as exc:
             raise Fatal(f"could not listen on {self.cfg.address}: {exc}") from exc
         listener.set_inheritable(True)
+        if inherited is None:  # in a hand-over the old master holds it: bound below
+            try:
+                self.api.listen(self.cfg.rest_api_endpoint)
+            except OSError as exc:
+                raise Fatal(f"could not listen on rest_api.address "
+                            f"{self.cfg.rest_api_endpoint}: {exc}") from exc
         try:
             self.manager.enroll_all()
         except EnrollmentFailed as exc:
@@ -116,7 +148,8 @@ class Master:
         # Workers start once enrolled: until then connections wait in the listen queue
         # instead of meeting "controller not started" (or, in a hand-over, the old master's
         # workers keep serving them).
-        supervisor = Supervisor(own_command(), listener, self.cfg.worker_count)
+        supervisor = self.supervisor = Supervisor(own_command(), listener,
+                                                  self.cfg.worker_count)
         try:
             supervisor.start(self.raw, self.manager.gate_state())
         except WorkerFailed as exc:
@@ -129,6 +162,8 @@ class Master:
         sdnotify.ready(self.serving())
         # Written once listening and enrolled: `start` takes it as the sign the relay is up.
         pidfile.write(self.home.pid_file, os.getpid())
+        if inherited is not None:  # the old master lets go of it once it sees the pid file
+            self.api.listen_when_free(self.cfg.rest_api_endpoint, HANDOVER_TIMEOUT)
         unpacked.prune(self.home)
         self._start_background(supervisor)
         while True:
@@ -147,7 +182,8 @@ class Master:
             return self.stop(listener, supervisor)
 
     def _start_background(self, supervisor: Supervisor) -> None:
-        on_upgrade = upgrade_notice_logger(self.home.root, self.cfg.auto_upgrade)
+        on_upgrade = self.upgrades = upgrade_notice_logger(self.home.root,
+                                                           self.cfg.auto_upgrade)
 
         def heartbeats() -> None:
             while True:
@@ -155,18 +191,26 @@ class Master:
                 self.manager.heartbeat_all(on_upgrade)
                 supervisor.broadcast(self.manager.gate_state())
 
-        self.background = [gevent.spawn(heartbeats)]
+        store = TokenStore(self.home.sharetokens)
+        self.background = [gevent.spawn(heartbeats), gevent.spawn(self._list_tokens, store)]
         if self.cfg.auto_submit_interval > 0:
             archive = self.home.path(self.cfg.archive_dir) if self.cfg.archive_dir else None
-            submitter = Submitter(TokenStore(self.home.sharetokens), self.client,
-                                  lambda: self.manager.urls,
-                                  duration.seconds(self.cfg.auto_submit_interval), archive)
+            submitter = Submitter(store, self.client, lambda: self.manager.urls,
+                                  duration.seconds(self.cfg.auto_submit_interval), archive,
+                                  counts=self.tokens)
             self.background.append(gevent.spawn(submitter.run))
 
     def serving(self) -> str:
         """What systemd shows as the relay's status while it serves."""
         return (f"listening on {self.cfg.address} with {self.cfg.worker_count} workers, "
                 f"{len(self.cfg.contracts)} contract(s)")
+
+    def _list_tokens(self, store: TokenStore) -> None:
+        """Count the pending tokens once, off the loop; the counts follow from there."""
+        try:
+            self.tokens.listed(len(gevent.get_hub().threadpool.apply(store.pending)))
+        except OSError as exc:
+            log.info("could not count the pending sharetokens: %s", exc)
 
     def banner(self) -> str:
         """The start line an operator looks for first in the log."""
@@ -201,8 +245,19 @@ class Master:
                                    f"running ones stay: {exc}")
         gevent.killall(self.background)
         self._start_background(supervisor)
+        return True, self._follow_rest_api(cfg)
+
+    def _follow_rest_api(self, cfg: config.Config) -> str:
+        """Move the status API to the reloaded address; if it cannot listen there, the
+        rest of the reload stands and the API stays where it was."""
+        try:
+            self.api.listen(cfg.rest_api_endpoint)
+        except OSError as exc:
+            return _refused(f"config reloaded, but the status API stays on "
+                            f"{self.api.endpoint or 'nothing'}: could not listen on "
+                            f"{cfg.rest_api_endpoint}: {exc}")
         log.info("config reloaded")
-        return True, "config reloaded"
+        return "config reloaded"
 
     def _answer_reload(self, done: bool, message: str) -> None:
         """What `reload` waits for: a new answer each time (the serial changes)."""
@@ -235,6 +290,7 @@ class Master:
                 return False
             gevent.sleep(0.05)
         log.info("handed over to pid %d; finishing running streams", child.pid)
+        self.api.close(remove_file=False)  # the new master binds it now
         gevent.killall(self.background)
         supervisor.stop(grace=HANDOVER_GRACE)
         listener.close()

@@ -11,7 +11,7 @@ the totals only ever grow while the master runs: counters in the Prometheus sens
 A line looks like:
     {"bytes": {"<contract pk b64>": [from_client, from_remote]},
      "streams": {"ok": 12, "refused": 1}, "connections": 5,
-     "active_connections": 2, "active_streams": 3}
+     "active_connections": 2, "active_streams": 3, "sharetokens": 11}
 """
 
 import json
@@ -35,6 +35,7 @@ class Meter:
         self.connections = 0  # accepted and past the TLS handshake
         self.active_connections = 0
         self.active_streams = 0
+        self.sharetokens = 0  # accepted: stored durably by a stream
 
     def usage(self, contract: str) -> list[int]:
         """The live [from_client, from_remote] byte counts of one contract: a tunnel's
@@ -52,7 +53,7 @@ class Meter:
         return json.dumps({
             "bytes": self._bytes, "streams": self.streams, "connections": self.connections,
             "active_connections": self.active_connections,
-            "active_streams": self.active_streams,
+            "active_streams": self.active_streams, "sharetokens": self.sharetokens,
         }, separators=(",", ":")).encode() + b"\n"
 
 
@@ -65,6 +66,7 @@ class Totals:
     connections: int = 0
     active_connections: int = 0
     active_streams: int = 0
+    sharetokens: int = 0
 
     def add(self, other: "Totals") -> None:
         for contract, (up, down) in other.bytes.items():
@@ -75,6 +77,7 @@ class Totals:
         self.connections += other.connections
         self.active_connections += other.active_connections
         self.active_streams += other.active_streams
+        self.sharetokens += other.sharetokens
 
     @property
     def bytes_relayed(self) -> int:
@@ -100,6 +103,7 @@ def parse_report(line: bytes) -> Totals | None:
             connections=int(obj["connections"]),
             active_connections=int(obj["active_connections"]),
             active_streams=int(obj["active_streams"]),
+            sharetokens=int(obj["sharetokens"]),
         )
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         log.debug("ignoring a worker report that does not parse: %s", exc)

@@ -169,6 +169,7 @@ class Supervisor:
         self.count = count
         self.workers: list[Worker] = []
         self.tally = Tally()  # what all our workers relayed, the retired ones included
+        self.restarts = 0  # workers replaced because they died or hung
         self.config_raw = b""
         self.gate = GateState()
         self._stopping = False
@@ -218,6 +219,7 @@ class Supervisor:
                 if worker in self.workers and not self._stopping:
                     try:
                         self.workers[self.workers.index(worker)] = self._spawn()
+                        self.restarts += 1
                     except OSError as exc:  # out of fds or processes: try again later
                         log.info("could not start a worker: %s; trying again", exc)
                         backoff = min(MAX_BACKOFF, backoff * 2 or 1.0)

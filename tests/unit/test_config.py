@@ -463,6 +463,18 @@ def test_rest_api_valid(rest):
         assert cfg.rest_api[key] == value
 
 
+def test_rest_api_endpoint():
+    cfg, _ = ok(build({"rest_api": {"address": "file:///run/r.sock", "socket_umask": "660"}}))
+    assert (cfg.rest_api_endpoint.path, cfg.rest_api_endpoint.mode) == ("/run/r.sock", 0o660)
+    assert ok(build({}))[0].rest_api_endpoint is None
+
+
+def test_rest_api_http_needs_a_port():
+    assert problems(build({"rest_api": {"address": "http://127.0.0.1"}})) == \
+        ["rest_api.address: must be http://host:port with a port from 0 to 65535 and no "
+         "path, got 'http://127.0.0.1'"]
+
+
 def test_rest_api_file_with_host():
     assert problems(build({"rest_api": {"address": "file://host/x.sock"}})) == \
         ['rest_api.address: file path must start with "file:///"']

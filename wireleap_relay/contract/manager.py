@@ -3,6 +3,7 @@ heartbeats, disenrollment, and the gate that admits streams only for contracts t
 is enrolled in right now (wire.md §7.5, control.md §3)."""
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class Contract:
     pubkey: bytes
     directory: Directory
     enrolled: bool = False
+    last_heartbeat: float | None = None  # epoch seconds of the last enrollment POST taken
 
 
 class ContractManager:
@@ -92,6 +94,7 @@ class ContractManager:
     def _enroll(self, contract: Contract) -> None:
         contract.directory.enroll()
         contract.enrolled = True
+        contract.last_heartbeat = time.time()
         log.info("Enrolled successfully as %s relay into %s", contract.entry.role,
                  contract.url)
 
@@ -113,6 +116,7 @@ class ContractManager:
                 log.info("could not send heartbeat to directory %s: %s",
                          contract.directory.url, exc)
                 continue
+            contract.last_heartbeat = time.time()
             if status is not None and status.is_same(UPGRADE):
                 on_upgrade(status.cause)
 
@@ -171,7 +175,7 @@ class ContractManager:
                          contract.url, exc)
 
 
-def upgrade_notice_logger(home_root: str, auto_upgrade: bool) -> Callable[[str], None]:
+def upgrade_notice_logger(home_root: str, auto_upgrade: bool) -> auto.NoticeHandler:
     """The heartbeat's reaction to an upgrade notice (operations.md §6.10): upgrade when the
     build supports it and `auto_upgrade` is on, else say once that a version is out."""
     return auto.notice_handler(Home(home_root), auto_upgrade)

@@ -106,6 +106,7 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> str:
     except sharetoken.SharetokenError as exc:
         raise Refused(str(exc)) from None
     _store(ctx.tokens, token)
+    ctx.meter.sharetokens += 1
     remote = init.remote
     # The next relay's address as repr(): a client's text must not forge log lines.
     log.info("stream %d: %s %s via contract %s", stream.id, init.protocol,

@@ -30,6 +30,7 @@ import gevent
 import gevent.pool
 
 from wireleap_relay.contract.client import ControlError, SignedClient
+from wireleap_relay.tokens.counts import TokenCounts
 from wireleap_relay.tokens.store import EXPIRED, MALFORMED, TokenStore
 from wireleap_relay.wire import b64
 from wireleap_relay.wire.sharetoken import Sharetoken
@@ -54,6 +55,7 @@ class Submitter:
     interval: float
     archive_root: str | None = None
     clock: Callable[[], float] = time.time
+    counts: TokenCounts = field(default_factory=lambda: TokenCounts(lambda: 0))
     _parsed: dict[str, Sharetoken] = field(default_factory=dict)
 
     def run(self) -> None:
@@ -88,6 +90,7 @@ class Submitter:
     def _scan(self) -> list[tuple[str, Sharetoken]]:
         """Pending tokens, parsed once per file and remembered by path."""
         paths = _offload(self.store.pending)
+        self.counts.listed(len(paths))
         self._parsed = {p: self._parsed[p] for p in paths if p in self._parsed}
         found = []
         for path in paths:
@@ -123,6 +126,7 @@ class Submitter:
 
     def _accepted(self, path: str, token: Sharetoken, report: TickReport) -> None:
         report.submitted += 1
+        self.counts.submitted += 1
         try:
             if self.archive_root:
                 _offload(self.store.archive, path, self.archive_root)
@@ -156,6 +160,7 @@ class Submitter:
 
     def _set_aside(self, path: str, kind: str, why: str) -> None:
         log.info("%s", why)
+        self.counts.rejected += 1
         try:
             moved = _offload(self.store.set_aside, path, kind)
             log.info("moved %s to %s", os.path.basename(path), os.path.dirname(moved))

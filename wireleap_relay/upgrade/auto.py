@@ -5,7 +5,6 @@ upgrade and a merely announced version both go to `.skip-upgrade-version`."""
 
 import logging
 import os
-from collections.abc import Callable
 
 import gevent
 
@@ -18,13 +17,13 @@ from wireleap_relay.version import software_version
 log = logging.getLogger(__name__)
 
 
-def notice_handler(home: Home, auto_upgrade: bool) -> Callable[[str], None]:
+def notice_handler(home: Home, auto_upgrade: bool) -> "NoticeHandler":
     """The callback for upgrade notices; it returns at once (the upgrade runs in its own
     greenlet, so heartbeats go on meanwhile)."""
-    return _NoticeHandler(home, auto_upgrade, release.settings())
+    return NoticeHandler(home, auto_upgrade, release.settings())
 
 
-class _NoticeHandler:
+class NoticeHandler:
     def __init__(self, home: Home, auto_upgrade: bool, settings: release.Release | None):
         self.home = home
         self.auto_upgrade = auto_upgrade
@@ -33,9 +32,13 @@ class _NoticeHandler:
         # heartbeat repeats the notice until the supervisor has stopped this daemon, and a
         # second supervisor would race the first one.
         self.upgrade: gevent.Greenlet | None = None
+        self.announced: str | None = None  # the last version a directory announced
 
     def __call__(self, version: str) -> None:
-        if not is_semver(version) or skipversion.read(self.home.root) == version:
+        if not is_semver(version):
+            return
+        self.announced = version
+        if skipversion.read(self.home.root) == version:
             return
         if self.auto_upgrade and self.settings is not None:
             if self.upgrade is None:

@@ -44,6 +44,7 @@ def pong_body(relay_pk_b64: str) -> bytes:
     return (pong(relay_pk_b64).to_json() + "\n").encode()
 
 
-def method_not_allowed_body() -> bytes:
+def method_not_allowed_body(cause: str = "") -> bytes:
     """The 405 body of relay 0.6.1: the encoder's newline plus http.Error's newline."""
-    return (METHOD_NOT_ALLOWED.to_json() + "\n\n").encode()
+    status = Status(METHOD_NOT_ALLOWED.code, METHOD_NOT_ALLOWED.description, cause=cause)
+    return (status.to_json() + "\n\n").encode()
