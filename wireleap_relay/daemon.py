@@ -36,7 +36,7 @@ from wireleap_relay.contract.manager import (
 )
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
-from wireleap_relay.relay import dialer, tls, tunnel
+from wireleap_relay.relay import dialer, selfstats, tls, tunnel
 from wireleap_relay.relay.server import RelayServer, listen
 from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
@@ -144,6 +144,7 @@ class Master:
         pidfile.write(self.home.pid_file, os.getpid())
         unpacked.prune(self.home)
         self._start_background(supervisor)
+        selfstats.start()
         while True:
             signum = self.signals.get()
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
@@ -290,6 +291,8 @@ def run_worker(home: Home) -> int:
                          max_connections=cfg.max_connections)
     server.start()
     gevent.spawn(_heartbeat, int(os.environ.pop(READY_FD_ENV)))
+    selfstats.start(lambda: {"connections": len(server.connections),
+                             "tunnels": len(server.tunnels)})
     stop = gevent.event.Event()
     grace = [STOP_GRACE]  # a signal from outside: the stop grace
     for signum in STOP_SIGNALS:
