@@ -7,7 +7,7 @@ from gevent.server import StreamServer
 
 from wireleap_relay.relay.selfstats import STATS_DIR_ENV
 from wireleap_relay.testing.fake_dns import FakeDNS
-from wireleap_relay.testing.footprint import back_to, settled
+from wireleap_relay.testing.footprint import back_to, settled, within
 from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 
@@ -103,7 +103,7 @@ def test_never_answered_lookups_stall_no_other_dial_and_leave_nothing(relay, wal
         conn.close()
     # Nothing of the abandoned lookups stays: no thread, no greenlet, no socket.
     after = back_to(baseline, master, relay.stats)
-    assert after == baseline
+    assert within(after, baseline), (after, baseline)
 
 
 def test_a_name_the_server_does_not_know_fails_at_the_dial_timeout(relay, wallet):

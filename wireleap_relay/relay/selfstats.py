@@ -34,7 +34,16 @@ def _write_forever(path: str, extra: Callable[[], dict[str, int]]) -> None:
 
 
 def live_greenlets() -> int:
-    """Greenlets started and not finished, the hub and this writer included. gc first, so
-    greenlets already unreachable are not counted."""
+    """Greenlets of the main thread started and not finished, the hub and this writer
+    included. gc first, so greenlets already unreachable are not counted. Those of other
+    threads (each thread pool thread has a hub of its own) come and go with the pools."""
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
+    main = _root(greenlet.getcurrent())
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead
+               and _root(obj) is main)
+
+
+def _root(glet: greenlet) -> greenlet:
+    while glet.parent is not None:
+        glet = glet.parent
+    return glet

@@ -16,6 +16,12 @@ class Holding:
     threads: int
     greenlets: int | None  # None: the process wrote no figures (yet)
 
+    def within(self, baseline: "Holding") -> bool:
+        """Nothing more than at the baseline: the same fds and greenlets, and no more
+        threads (thread pools let idle threads go, so fewer is fine)."""
+        return (self.fds, self.greenlets) == (baseline.fds, baseline.greenlets) and \
+            self.threads <= baseline.threads
+
 
 def footprint(master: int, stats_dir: str) -> dict[int, Holding]:
     """Master and workers, by pid."""
@@ -47,12 +53,18 @@ def settled(master: int, stats_dir: str, quiet: float = 1.5,
     return last
 
 
+def within(now: dict[int, Holding], baseline: dict[int, Holding]) -> bool:
+    """The same processes, each holding nothing more than at the baseline."""
+    return now.keys() == baseline.keys() and all(now[pid].within(baseline[pid])
+                                                  for pid in now)
+
+
 def back_to(baseline: dict[int, Holding], master: int, stats_dir: str,
             timeout: float = 30.0) -> dict[int, Holding]:
-    """Wait until the footprint equals `baseline` again; the last one seen."""
+    """Wait until the footprint is `within` the baseline again; the last one seen."""
     deadline = time.monotonic() + timeout
     now = footprint(master, stats_dir)
-    while now != baseline and time.monotonic() < deadline:
+    while not within(now, baseline) and time.monotonic() < deadline:
         time.sleep(0.25)
         now = footprint(master, stats_dir)
     return now
