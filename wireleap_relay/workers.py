@@ -150,6 +150,7 @@ class Supervisor:
         except WorkerFailed:
             for worker in workers:
                 worker.kill()
+                worker.proc.wait()  # reaped, not left a zombie
                 worker.close()
             raise
         return workers

@@ -21,7 +21,7 @@ from conftest import (
 )
 from test_stream_errors import payload_for
 
-from wireleap_relay.testing import circuit
+from wireleap_relay.testing import circuit, procstat
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
@@ -257,8 +257,7 @@ def dangling_pipes(master: int) -> set[str]:
 
 
 def workers_of_pid(master: int) -> list[int]:
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        return [int(pid) for pid in f.read().split()]
+    return procstat.workers(master)
 
 
 def replaced(proc, victim: int) -> bool:

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from wireleap_relay.testing.procstat import open_fds, process_tree, threads
+from wireleap_relay.testing.procstat import open_fds, threads, workers
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Holding:
 def footprint(master: int, stats_dir: str) -> dict[int, Holding]:
     """Master and workers, by pid."""
     return {pid: Holding(open_fds(pid), threads(pid), _greenlets(stats_dir, pid))
-            for pid in process_tree(master)}
+            for pid in [master, *workers(master)]}
 
 
 def _greenlets(stats_dir: str, pid: int) -> int | None:
