@@ -35,7 +35,7 @@ from wireleap_relay.contract.manager import (
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.metrics import RelayMetrics
-from wireleap_relay.relay import tls
+from wireleap_relay.relay import selfstats, tls
 from wireleap_relay.relay.server import listen
 from wireleap_relay.restapi import routes
 from wireleap_relay.restapi.service import RestApi
@@ -166,6 +166,7 @@ class Master:
             self.api.listen_when_free(self.cfg.rest_api_endpoint, HANDOVER_TIMEOUT)
         unpacked.prune(self.home)
         self._start_background(supervisor)
+        selfstats.start()
         while True:
             signum = self.signals.get()
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
@@ -222,27 +223,31 @@ class Master:
                 f"{contracts}")
 
     def reload(self, supervisor: Supervisor) -> tuple[bool, str]:
-        """Re-read config.json; apply it to the contracts and give it to fresh workers.
-        Anything wrong with it keeps the running config. (done, what happened)."""
+        """Re-read config.json; start workers with it, then move the contracts to it and
+        retire the old workers. Anything wrong on the way (the config, a new contract's
+        lookup, workers that cannot start) keeps everything as it was: directories are
+        only told once the new workers serve. (done, what happened)."""
         log.info("reloading config")
         try:
             raw, cfg = load_config(self.home)
             if cfg.address != self.cfg.address:
                 raise config.ConfigError([f"address: changing it ({self.cfg.address} -> "
                                           f"{cfg.address}) needs a restart"])
-            self.manager.apply(cfg)
+            change = self.manager.prepare(cfg)
         except config.ConfigError as exc:
             return False, _refused("could not reload config, keeping the running one: " +
                                    "; ".join(exc.problems))
         except EnrollmentFailed as exc:
             return False, _refused(f"could not reload config, keeping the running one: {exc}")
-        self.raw, self.cfg = raw, cfg
-        supervisor.broadcast(self.manager.gate_state())
         try:
-            supervisor.replace_all(raw, grace=HANDOVER_GRACE)
+            workers = supervisor.start_replacements(raw)
         except WorkerFailed as exc:
-            return False, _refused("could not start workers with the new config, the "
-                                   f"running ones stay: {exc}")
+            return False, _refused("could not start workers with the new config, keeping "
+                                   f"the running one: {exc}")
+        self.manager.apply(change)
+        self.raw, self.cfg = raw, cfg
+        supervisor.broadcast(self.manager.gate_state())  # the old ones drain under it too
+        supervisor.replace_all(workers, raw, grace=HANDOVER_GRACE)
         gevent.killall(self.background)
         self._start_background(supervisor)
         return True, self._follow_rest_api(cfg)

@@ -22,7 +22,7 @@ from wireleap_relay import config, duration, identity, logsetup
 from wireleap_relay.bounds import STOP_GRACE
 from wireleap_relay.contract.gate import Gate, GateState
 from wireleap_relay.home import Home
-from wireleap_relay.relay import dialer, tls, tunnel
+from wireleap_relay.relay import dialer, selfstats, tls, tunnel
 from wireleap_relay.relay.server import RelayServer
 from wireleap_relay.reports import Meter
 from wireleap_relay.tokens.commit import GroupCommit
@@ -64,6 +64,8 @@ def run(home: Home) -> int:
                          build_context(home, cfg, identity.load(home), gate, meter),
                          max_connections=cfg.max_connections)
     server.start()
+    selfstats.start(lambda: {"connections": len(server.connections),
+                             "tunnels": len(server.tunnels)})
     reporter = Reporter(int(os.environ.pop(READY_FD_ENV)), meter)
     beats = gevent.spawn(reporter.run)
     gevent.spawn(_give_back_memory, meter)

@@ -181,21 +181,22 @@ class Supervisor:
         self.workers = self._spawn_ready()
         self._watcher = gevent.spawn(self._watch)
 
-    def _spawn_ready(self) -> list[Worker]:
-        workers = [self._spawn() for _ in range(self.count)]
+    def _spawn_ready(self, config_raw: bytes | None = None) -> list[Worker]:
+        workers = [self._spawn(config_raw) for _ in range(self.count)]
         try:
             for worker in workers:
                 worker.wait_ready()
         except WorkerFailed:
             for worker in workers:
                 worker.kill()
-                worker.proc.wait()
+                worker.proc.wait()  # reaped, not left a zombie
                 worker.close()
             raise
         return workers
 
-    def _spawn(self) -> Worker:
-        worker = Worker(self.command, self.listener, self.config_raw, self.gate, self.tally)
+    def _spawn(self, config_raw: bytes | None = None) -> Worker:
+        worker = Worker(self.command, self.listener, config_raw or self.config_raw, self.gate,
+                        self.tally)
         log.info("started worker %d", worker.pid)
         return worker
 
@@ -230,13 +231,20 @@ class Supervisor:
         for worker in self.workers:
             worker.send({"gate": gate.to_json()})
 
-    def replace_all(self, config_raw: bytes, grace: float) -> None:
-        """New workers with the new config first, then the old ones finish their streams
-        (up to `grace` seconds) and leave: the listening socket is never without a
-        worker."""
+    def start_replacements(self, config_raw: bytes) -> list[Worker]:
+        """Workers with a new config, serving beside the running ones until
+        `replace_all`. WorkerFailed, with none of them left running, if one cannot start:
+        the running workers never knew."""
+        return self._spawn_ready(config_raw)
+
+    def replace_all(self, new: list[Worker], config_raw: bytes, grace: float) -> None:
+        """The replacements take over; the old workers finish their streams (up to `grace`
+        seconds) and leave: the listening socket is never without a worker."""
         old = self.workers
         self.config_raw = config_raw
-        self.workers = self._spawn_ready()
+        self.workers = new
+        for worker in new:  # the gate may have moved since they started
+            worker.send({"gate": self.gate.to_json()})
         for worker in old:
             worker.terminate(grace)
             gevent.spawn(_retire, worker, grace)

@@ -4,6 +4,7 @@ subprocesses, and plain TCP/UDP targets on 127.0.0.1."""
 import functools
 import glob
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -24,8 +25,11 @@ from gevent.server import DatagramServer, StreamServer
 from wireleap_relay.home import HOME_ENV, Home
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.fake_contract import FakeContract
+from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
+from wireleap_relay.wire.payload import InitPayload, Remote
+from wireleap_relay.wire.sharetoken import Sharetoken
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Test-only speed-ups of the relay's fixed intervals (heartbeat 5 min, retry pause 5 s).
@@ -263,6 +267,30 @@ def echo_once(relay, wallet, target: str) -> bool:
     ok = recv_exactly(pipe, 4) == b"ping"
     pipe.close()
     return ok
+
+
+def warm_up(relay, wallet, target: str, streams: int = 12) -> None:
+    """Streams at once through `relay` until its pools are at full size (the token
+    store's threads), so that a baseline taken next does not count their growth."""
+    for conn in [connect(relay.relay.address) for _ in range(2)]:
+        opened = []
+        for _ in range(streams // 2):
+            stream = conn.open_stream(payload_for(relay, wallet, f"target://{target}"))
+            stream.settimeout(20)
+            stream.sendall(b"warm")
+            opened.append(stream)
+        assert all(recv_exactly(stream, 4) == b"warm" for stream in opened)
+        conn.close()
+
+
+def payload_for(relay, wallet, to: str, protocol: str = "tcp", **changes) -> str:
+    """A CONNECT payload through `relay` to `to`, with a fresh token from `wallet`."""
+    key, contract = wallet.current()
+    token = Sharetoken.mint(key, relay.relay.pubkey, contract, int(time.time()))
+    obj = json.loads(InitPayload("CONNECT", protocol, Remote.parse(to), token,
+                                 "0.2.0").to_json())
+    obj.update(changes)
+    return json.dumps(obj)
 
 
 def slow_download(relay, wallet, source: str, size: int,

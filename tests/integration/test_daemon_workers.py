@@ -23,7 +23,7 @@ from conftest import (
 )
 from test_stream_errors import payload_for, send
 
-from wireleap_relay.testing import circuit
+from wireleap_relay.testing import circuit, procstat
 from wireleap_relay.testing.fake_contract import FakeContract
 from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
@@ -138,7 +138,6 @@ def test_reload_enrolls_added_contracts_and_leaves_removed_ones(tmp_path, contra
         with open(relay.relay.home.config, "w") as f:
             json.dump(cfg, f)
         assert run_cli(relay.relay.home, "reload", env=FAST).returncode == 0
-        listed = lambda fake: requests.get(fake.url + "/dir/relays", timeout=10).json()  # noqa: E731
         assert wait_for(lambda: relay.relay.address in listed(second))
         assert wait_for(lambda: relay.relay.address not in listed(contract))
         pipe = circuit.dial(hops([relay]), "127.0.0.1:9", "tcp", *Wallet(second.url).current(),
@@ -146,6 +145,59 @@ def test_reload_enrolls_added_contracts_and_leaves_removed_ones(tmp_path, contra
         pipe.settimeout(20)
         assert pipe.recv(1) == b""
         assert pipe.status.code == 502  # admitted under the new contract; port 9 is closed
+    finally:
+        second.stop()
+
+
+def listed(fake) -> list[str]:
+    """The relay addresses in a fake contract's directory."""
+    return requests.get(fake.url + "/dir/relays", timeout=10).json()
+
+
+def test_a_reload_whose_workers_cannot_start_changes_nothing(tmp_path, contract, relay,
+                                                             wallet, echo_server):
+    """A config that is fine, but the workers cannot start (here: the TLS certificate they
+    load was broken meanwhile). The directories, the gate and the workers stay as they
+    were: the relay stays enrolled in the old contract only and serves its tokens under
+    the old settings."""
+    second = FakeContract(str(tmp_path / "second"), contract_seed=b"\x09" * 32).start()
+    home = relay.relay.home
+    try:
+        with open(home.config) as f:
+            cfg = json.load(f)
+        cfg["contracts"] = {second.url: cfg["contracts"][contract.url]}
+        cfg["maxtime"] = "1s"
+        with open(home.config, "w") as f:
+            json.dump(cfg, f)
+        with open(home.tls_cert, "rb") as f:
+            cert = f.read()
+        with open(home.tls_cert, "wb") as f:
+            f.write(b"not a certificate")
+        workers = workers_of(relay)
+        result = run_cli(home, "reload", env=FAST)
+        with open(home.tls_cert, "wb") as f:
+            f.write(cert)
+        assert result.returncode == 1
+        assert "could not start workers with the new config, keeping the running one" in \
+            result.stderr
+        assert relay.relay.address in listed(contract)
+        assert relay.relay.address not in listed(second)
+        gevent.sleep(1.0)  # a few heartbeats, each of which tells the workers the gate
+        assert workers_of(relay) == workers
+        pipe = circuit.dial(hops([relay]), echo_server, "tcp", *wallet.current(),
+                            pool=circuit.ConnectionPool())
+        pipe.settimeout(20)
+        pipe.sendall(b"a")
+        assert pipe.recv(1) == b"a"
+        gevent.sleep(1.5)
+        pipe.sendall(b"b")  # still open: the new maxtime (1s) does not apply
+        assert pipe.recv(1) == b"b"
+        pipe.close()
+        refused = circuit.dial(hops([relay]), echo_server, "tcp",
+                               *Wallet(second.url).current(), pool=circuit.ConnectionPool())
+        refused.settimeout(20)
+        assert refused.recv(1) == b""
+        assert refused.status.description.startswith("relay contract not found")
     finally:
         second.stop()
 
@@ -207,8 +259,7 @@ def dangling_pipes(master: int) -> set[str]:
 
 
 def workers_of_pid(master: int) -> list[int]:
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        return [int(pid) for pid in f.read().split()]
+    return procstat.workers(master)
 
 
 def replaced(proc, victim: int) -> bool:

@@ -3,6 +3,8 @@ sockets, shrink the connection window for good, kill a shared connection with on
 header, or put a target address into the log."""
 
 import json
+import re
+import time
 
 import gevent
 import pytest
@@ -10,6 +12,7 @@ from conftest import read_to_end, recv_exactly, wait_for
 from gevent.server import StreamServer
 from test_stream_errors import payload_for
 
+from wireleap_relay.relay.limits import ConnectionLimits
 from wireleap_relay.testing.h2client import connect
 
 MiB = 1 << 20
@@ -122,3 +125,35 @@ def test_client_text_cannot_forge_log_lines(backing, wallet):
     read_to_end(stream)
     conn.close()
     assert "\n2026/01/01 00:00:00 stream 9: forged" not in backing.log_text()
+
+
+def test_failed_streams_log_within_a_budget_per_connection(relays):
+    """300 bad streams on one connection (a few bytes each) make the burst's lines and a
+    summary, not 300 lines; another connection has its own budget."""
+    relay = relays.start("log-budget", "backing")
+    failed = re.compile(r"stream \d+: 400 ")
+    started = time.monotonic()
+    conn = connect(relay.relay.address)
+    for _ in range(3):
+        streams = [conn.open_stream("{") for _ in range(100)]
+        for stream in streams:
+            stream.settimeout(20)
+            read_to_end(stream)
+            assert stream.status.code == 400
+    conn.close()
+    assert wait_for(lambda: "were not logged" in relay.log_text())
+    elapsed = time.monotonic() - started
+    log = relay.log_text()
+    logged = len(failed.findall(log))
+    held_back = sum(int(n) for n in re.findall(
+        r"(\d+) more failed streams on one connection were not logged", log))
+    assert logged + held_back == 300
+    limits = ConnectionLimits()
+    assert logged <= limits.failure_log_burst + elapsed * limits.failure_logs_per_second + 1
+
+    other = connect(relay.relay.address)
+    stream = other.open_stream("{")
+    stream.settimeout(20)
+    read_to_end(stream)
+    other.close()
+    assert wait_for(lambda: len(failed.findall(relay.log_text())) == logged + 1)

@@ -7,7 +7,7 @@ import time
 
 import nacl.signing
 import pytest
-from conftest import read_to_end
+from conftest import payload_for, read_to_end
 
 from wireleap_relay.relay import addresses
 from wireleap_relay.testing.h2client import connect
@@ -29,15 +29,6 @@ def strict(relays):
     """A relay as operators run it: loopback destinations refused, 1 s dial timeout."""
     return relays.start("strict", "backing", danger_zone={"allow_loopback": False},
                         timeout="1s")
-
-
-def payload_for(relay, wallet, to: str, protocol: str = "tcp", **changes) -> str:
-    key, contract = wallet.current()
-    token = Sharetoken.mint(key, relay.relay.pubkey, contract, int(time.time()))
-    obj = json.loads(InitPayload("CONNECT", protocol, Remote.parse(to), token,
-                                 "0.2.0").to_json())
-    obj.update(changes)
-    return json.dumps(obj)
 
 
 def send(relay, payload: str | None, method: str = "PUT"):

@@ -11,7 +11,13 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from wireleap_relay.relay.limits import PREFACE_SIZE, Budget, ConnectionLimits, ControlBudget
+from wireleap_relay.relay.limits import (
+    PREFACE_SIZE,
+    Budget,
+    ConnectionLimits,
+    ControlBudget,
+    LogBudget,
+)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -39,6 +45,17 @@ def test_the_budget_refills_only_to_the_burst():
     budget = Budget(5, 100.0, clock)
     clock.now += 3600
     assert sum(budget.spend() for _ in range(20)) == 5
+
+
+def test_log_lines_held_back_are_counted_once():
+    clock = Clock()
+    budget = LogBudget(3, 1.0, clock)
+    assert [budget.admit() for _ in range(10)] == [True] * 3 + [False] * 7
+    assert budget.take_held_back() == 7
+    assert budget.take_held_back() == 0
+    clock.now += 2.0
+    assert [budget.admit() for _ in range(3)] == [True, True, False]
+    assert budget.take_held_back() == 1
 
 
 def stream_of(frames: list) -> bytes:

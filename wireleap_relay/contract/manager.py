@@ -140,21 +140,28 @@ class ContractManager:
 
     # --- reload --------------------------------------------------------------------------
 
-    def apply(self, cfg: Config) -> None:
-        """Move to a new config: removed contracts are disenrolled, new ones looked up and
-        enrolled, kept ones carry their new entry to the directory at once. Raises
-        EnrollmentFailed, before changing anything, if a new contract cannot be looked up
-        or a contract's role changed (a directory knows a relay by its role)."""
+    def prepare(self, cfg: Config) -> "Change":
+        """What moving to `cfg` takes, found without changing anything: the contracts it
+        adds, looked up. Raises EnrollmentFailed if one cannot be looked up or a
+        contract's role changed (a directory knows a relay by its role)."""
         with self._busy:
-            self._apply(cfg)
+            by_url = {c.url: c for c in self.contracts.values()}
+            for url, entry in cfg.contracts.items():
+                if url in by_url and by_url[url].entry.role != entry.role:
+                    raise EnrollmentFailed(f"forbidden change of role for {url}: "
+                                           f"{by_url[url].entry.role} -> {entry.role}")
+            added = self._lookup({u: e for u, e in cfg.contracts.items() if u not in by_url})
+            return Change(cfg, added)
 
-    def _apply(self, cfg: Config) -> None:
-        by_url = {c.url: c for c in self.contracts.values()}
-        for url, entry in cfg.contracts.items():
-            if url in by_url and by_url[url].entry.role != entry.role:
-                raise EnrollmentFailed(f"forbidden change of role for {url}: "
-                                       f"{by_url[url].entry.role} -> {entry.role}")
-        added = self._lookup({u: e for u, e in cfg.contracts.items() if u not in by_url})
+    def apply(self, change: "Change") -> None:
+        """Move to a prepared config: removed contracts are disenrolled, new ones enrolled
+        (a failure is retried with the next heartbeat), kept ones carry their new entry to
+        the directory at once."""
+        with self._busy:
+            self._apply(change)
+
+    def _apply(self, change: "Change") -> None:
+        cfg = change.cfg
         for contract in list(self.contracts.values()):
             if contract.url not in cfg.contracts:
                 self._disenroll(contract)
@@ -166,13 +173,21 @@ class ContractManager:
                                            relay_entry(entry, self.client.identity
                                                        .public_key_b64))
         self.cfg = cfg
-        for contract in added:
+        for contract in change.added:
             self.contracts[contract.pubkey] = contract
             try:
                 self._enroll(contract)
             except ControlError as exc:
                 log.info("could not enroll into %s, will retry with the next heartbeat: %s",
                          contract.url, exc)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A config the manager can move to: the contracts it adds, already looked up."""
+
+    cfg: Config
+    added: list[Contract]
 
 
 def upgrade_notice_logger(home_root: str, auto_upgrade: bool) -> auto.NoticeHandler:

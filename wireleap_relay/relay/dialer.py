@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import gevent
 
-from wireleap_relay.relay import addresses
+from wireleap_relay.relay import addresses, resolver
 from wireleap_relay.relay.errors import DialFailed, DialTimeout, Refused
 from wireleap_relay.relay.sockopts import tune_tcp
 from wireleap_relay.wire.payload import Remote
@@ -72,12 +72,15 @@ def dial(remote: Remote, protocol: str, policy: DialPolicy) -> socket.socket:
 def _resolve(host: str, port: int, protocol: str, timeout: float, target: bool) -> list:
     family = _FAMILIES.get(protocol[-1], socket.AF_UNSPEC)
     kind = socket.SOCK_STREAM if protocol.startswith("tcp") else socket.SOCK_DGRAM
+    too_slow = DialTimeout(f"dial {protocol}: lookup {host}: i/o timeout", target)
     try:
-        with gevent.Timeout(timeout, DialTimeout(f"dial {protocol}: lookup {host}: i/o timeout",
-                                                 target)):
-            return socket.getaddrinfo(host, port, family, kind)
-    except (socket.gaierror, UnicodeError, ValueError):
+        # The timeout abandons the lookup for good (resolver.py): nothing waits on it.
+        with gevent.Timeout(timeout, too_slow):
+            return resolver.getaddrinfo(host, port, family, kind)
+    except (socket.gaierror, socket.herror, UnicodeError, ValueError) as exc:
         # UnicodeError: names the IDNA codec refuses, such as "a..b".
+        if isinstance(exc, OSError) and resolver.timed_out(exc):
+            raise too_slow from None
         raise DialFailed(f"dial {protocol}: lookup {host}: no such host", target) from None
 
 

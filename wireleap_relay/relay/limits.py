@@ -35,6 +35,11 @@ class ConnectionLimits:
     # as much CPU as a request (CVE-2019-9512, -9515). A Go client sends a few.
     control_burst: int = 100
     control_per_second: float = 20.0
+    # Log lines about failed streams: a burst, then this many a second. A bad stream
+    # costs a client a few bytes and the operator's disk a line; past the budget the
+    # lines are counted and reported in one summary (streamlog.py).
+    failure_log_burst: int = 20
+    failure_logs_per_second: float = 1.0
 
 
 class Budget:
@@ -56,6 +61,27 @@ class Budget:
             return False
         self._tokens -= 1.0
         return True
+
+
+class LogBudget:
+    """Lines one connection may put in the log: a Budget, and the count of the lines it
+    held back since the last report."""
+
+    def __init__(self, burst: int, per_second: float, clock=time.monotonic):
+        self.burst, self.per_second = burst, per_second
+        self._budget = Budget(burst, per_second, clock)
+        self.held_back = 0
+
+    def admit(self) -> bool:
+        if self._budget.spend():
+            return True
+        self.held_back += 1
+        return False
+
+    def take_held_back(self) -> int:
+        """How many lines were held back since the last call."""
+        count, self.held_back = self.held_back, 0
+        return count
 
 
 PREFACE_SIZE = 24  # "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

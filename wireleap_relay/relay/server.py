@@ -10,7 +10,7 @@ import gevent
 import gevent.pool
 from gevent.server import StreamServer
 
-from wireleap_relay.relay import tunnel
+from wireleap_relay.relay import streamlog, tunnel
 from wireleap_relay.relay.h2conn import H2ServerConnection, ServerStream
 from wireleap_relay.relay.sockopts import tune_tcp
 
@@ -96,6 +96,7 @@ class RelayServer:
         finally:
             self.connections.discard(conn)
             meter.active_connections -= 1
+            streamlog.connection_ended(conn)
 
     def _spawn_tunnel(self, stream: ServerStream) -> None:
         self.tunnels.spawn(tunnel.handle, stream, self.context)

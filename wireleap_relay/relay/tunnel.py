@@ -19,7 +19,7 @@ import gevent
 
 from wireleap_relay import duration
 from wireleap_relay.identity import Identity
-from wireleap_relay.relay import dialer
+from wireleap_relay.relay import dialer, streamlog
 from wireleap_relay.relay.errors import Refused, SpliceFailed, SpliceTimeout, StreamFailure
 from wireleap_relay.relay.h2conn import ServerStream, StreamClosed
 from wireleap_relay.reports import Meter
@@ -72,7 +72,8 @@ def handle(stream: ServerStream, ctx: RelayContext) -> None:
         _fail(stream, ctx, failure)
         outcome = failure.outcome
     except Exception:
-        log.exception("internal error on stream %d", stream.id)
+        streamlog.stream_failed(stream.conn, "internal error on stream %d", stream.id,
+                                level=logging.ERROR, exc_info=True)
         _fail(stream, ctx, SpliceFailed("internal relay error"))
         outcome = "internal_error"
     finally:
@@ -224,9 +225,9 @@ def _fail(stream: ServerStream, ctx: RelayContext, failure: StreamFailure) -> No
     status = Status(failure.code, failure.description, origin=origin)
     # Descriptions can quote the client's payload: never a target address in the log, and
     # repr() so a client cannot forge log lines.
-    log.info("stream %d: %d %s", stream.id, status.code,
-             "(target error)" if failure.origin_is_target or failure.mentions_target
-             else repr(status.description))
+    streamlog.stream_failed(stream.conn, "stream %d: %d %s", stream.id, status.code,
+                            "(target error)" if failure.origin_is_target or
+                            failure.mentions_target else repr(status.description))
     try:
         if not stream.headers_sent:
             stream.respond([(":status", "200"), ("trailer", "wl-status")])

@@ -64,11 +64,25 @@ class Request:
 Handler = Callable[[Request], Reply]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How the fake misbehaves toward the relay (every path but the /_fake hooks): late by
+    `delay` seconds, then, if set, `reply` instead of the real answer."""
+
+    delay: float = 0.0
+    reply: Reply | None = None
+
+
+SERVER_ERROR = Fault(reply=Reply(500, b"internal server error\n"))
+GARBAGE = Fault(reply=Reply(200, b"\x00{not json at all"))
+
+
 class FakeApp:
     """Routes one request to the ledger, the directory or a hook, under the store lock."""
 
     def __init__(self, store: FakeStore, settings: FakeSettings, base_url: str) -> None:
         self.store = store
+        self.fault: Fault | None = None  # tests set it to make the fake misbehave
         self.submit_delay = settings.submit_delay
         self.ledger = ContractLedger(store, settings)
         self.directory = Directory(store, settings)
@@ -95,6 +109,11 @@ class FakeApp:
 
     def handle(self, request: Request) -> Reply:
         area = _area(request.path)
+        fault = self.fault
+        if fault is not None and not request.path.startswith("/_fake/"):
+            time.sleep(fault.delay)
+            if fault.reply is not None:
+                return fault.reply
         try:
             handler = self._route(request)
             _check_versions(area, request.headers)

@@ -43,3 +43,37 @@ def cpu_seconds(pid: int) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors `pid` holds open now (0 once it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def threads(pid: int) -> int:
+    """Threads of `pid` (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def workers(master: int) -> list[int]:
+    """The live worker processes of a relay's master: not the other children it may have
+    for a moment (a source tree's version comes from `git`), nor reaped ones."""
+    found = []
+    for pid in process_tree(master)[1:]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"worker" in words[-2:] and state != "Z":
+            found.append(pid)
+    return found
