@@ -40,6 +40,7 @@ from wireleap_relay.selfexec import own_command
 from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
 from wireleap_relay.upgrade import unpacked
+from wireleap_relay.usage import tracker as usage_tracker
 from wireleap_relay.version import software_version
 from wireleap_relay.worker import STOP_SIGNALS
 from wireleap_relay.workers import Supervisor, WorkerFailed
@@ -91,6 +92,10 @@ class Master:
             raise Fatal(str(exc)) from exc
         self.client = SignedClient(self.ident)
         self.manager = ContractManager(self.client, self.cfg, home.root)
+        # Network usage and caps; the status API reads it (status_json, contract_json).
+        self.usage = usage_tracker.for_config(self.cfg, home, self.manager,
+                                              self.ident.public_key_b64)
+        self.usage_loop: gevent.Greenlet | None = None
         self.background: list[gevent.Greenlet] = []
         self.reloads = 0
 
@@ -110,6 +115,11 @@ class Master:
             raise Fatal(f"could not listen on {self.cfg.address}: {exc}") from exc
         listener.set_inheritable(True)
         try:
+            self.usage.start()  # contracts over a cap are not enrolled
+        except OSError as exc:
+            raise Fatal(f"could not load the network usage in {self.home.stats}: {exc}") \
+                from exc
+        try:
             self.manager.enroll_all()
         except EnrollmentFailed as exc:
             raise Fatal(str(exc)) from exc
@@ -117,6 +127,7 @@ class Master:
         # instead of meeting "controller not started" (or, in a hand-over, the old master's
         # workers keep serving them).
         supervisor = Supervisor(own_command(), listener, self.cfg.worker_count)
+        self.usage.follow(supervisor.tally)
         try:
             supervisor.start(self.raw, self.manager.gate_state())
         except WorkerFailed as exc:
@@ -128,6 +139,9 @@ class Master:
         pidfile.write(self.home.pid_file, os.getpid())
         unpacked.prune(self.home)
         self._start_background(supervisor)
+        # Not among `background`, which a reload restarts: the period and caps run on.
+        self.usage_loop = gevent.spawn(self.usage.run, lambda: supervisor.broadcast(
+            self.manager.gate_state()))
         while True:
             signum = self.signals.get()
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
@@ -176,6 +190,7 @@ class Master:
                 raise config.ConfigError([f"address: changing it ({self.cfg.address} -> "
                                           f"{cfg.address}) needs a restart"])
             self.manager.apply(cfg)
+            self.usage.apply(cfg)
         except config.ConfigError as exc:
             return False, _refused("could not reload config, keeping the running one: " +
                                    "; ".join(exc.problems))
@@ -222,9 +237,10 @@ class Master:
                 return False
             gevent.sleep(0.05)
         log.info("handed over to pid %d; finishing running streams", child.pid)
-        gevent.killall(self.background)
+        gevent.killall(self.background + [self.usage_loop])
         supervisor.stop(grace=HANDOVER_GRACE)
         listener.close()
+        self.usage.save()  # our drained streams' bytes, added to the new master's
         log.info("this master's workers %s", supervisor.tally.totals().summary())
         return True
 
@@ -232,11 +248,12 @@ class Master:
         """Stop accepting, leave every directory, let running streams finish (each token
         accepted was on disk before its stream was dialed), then exit."""
         log.info("gracefully shutting down...")
-        gevent.killall(self.background)
+        gevent.killall(self.background + [self.usage_loop])
         supervisor.broadcast(GateState())
         self.manager.disenroll_all()
         supervisor.stop(grace=STOP_GRACE)
         listener.close()
+        self.usage.save()  # after the streams drained, so their last bytes count
         pidfile.remove(self.home.pid_file, os.getpid())
         log.info("stopped; the workers %s", supervisor.tally.totals().summary())
         return 0
