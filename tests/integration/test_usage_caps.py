@@ -133,7 +133,7 @@ def test_soft_cap_leaves_the_directory_and_hard_cap_ends_running_streams(
     echo.sendall(b"b")
     assert echo.recv(1) == b"b"
     # Past 93 %: the running streams of the contract end, cleanly (END_STREAM, no status).
-    size = 256 * MiB
+    size = 64 * MiB
     waiting.sendall(b"%d\n" % size)
     got = read_slowly(waiting, size).get(timeout=60)
     assert got < size
@@ -174,6 +174,9 @@ def test_a_new_period_is_archived_and_re_enrolls(net, source_server, echo_server
     pipe = n.dial(echo_server)
     pipe.sendall(b"c")
     assert pipe.recv(1) == b"c"
+    gevent.sleep(1.5)  # several gate broadcasts and cap checks: the contract stays enabled
+    pipe.sendall(b"d")
+    assert pipe.recv(1) == b"d"
 
 
 def test_usage_adds_up_across_stop_start_and_a_restart_hand_over(net, source_server):
@@ -227,6 +230,9 @@ def test_a_corrupt_stats_file_is_set_aside_and_counting_starts_again(net, source
            f"{aside[0]}; usage is counted from zero" in n.log()
     used = n.download(source_server, 100 * KiB)
     assert wait_for(lambda: n.saved_usage() == used)
+    saved_at = n.stats()["updated_at"]
+    assert wait_for(lambda: n.stats()["updated_at"] > saved_at + 1000)  # two saves later
+    assert n.saved_usage() == used  # each save added only what was new
 
 
 @pytest.mark.parametrize("limits", [{"limit": "1MB"},
@@ -237,6 +243,6 @@ def test_a_contract_over_its_cap_at_start_is_not_enrolled(net, echo_server, limi
         json.dump({"contract_stats": {n.contract_pk: {"network_bytes": LIMIT}},
                    "created_at": int(os.path.getmtime(n.home.home.config) * 1000)}, f)
     n.start()
-    assert f"not enrolling into {n.fake.url}: its network usage is over the cap" in n.log()
     assert not n.listed()
     assert_refused(n, echo_server)
+    assert f"not enrolling into {n.fake.url}: its network usage is over the cap" in n.log()
