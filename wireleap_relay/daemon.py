@@ -190,6 +190,8 @@ class Master:
                 raise config.ConfigError([f"address: changing it ({self.cfg.address} -> "
                                           f"{cfg.address}) needs a restart"])
             self.manager.apply(cfg)
+            if usage_tracker.tracking(cfg) != usage_tracker.tracking(self.cfg):
+                log.info("please, restart the relay to turn network usage tracking on or off")
             self.usage.apply(cfg)
         except config.ConfigError as exc:
             return False, _refused("could not reload config, keeping the running one: " +

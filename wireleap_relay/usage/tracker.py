@@ -50,15 +50,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def tracking(cfg: Config) -> bool:
+    """On with a timeframe and a write interval that is not 0s."""
+    return bool(cfg.network_usage["timeframe"]) and cfg.network_usage["write_interval"] != 0
+
+
 def for_config(cfg: Config, home: Home, manager: ContractManager,
                relay_pk: str) -> "UsageTracker | UsageOff":
-    """Tracking is on with a timeframe and a write interval that is not 0s."""
-    if not cfg.network_usage["timeframe"]:
-        return UsageOff()
-    if cfg.network_usage["write_interval"] == 0:
+    if tracking(cfg):
+        return UsageTracker(home, cfg, manager, relay_pk)
+    if cfg.network_usage["timeframe"]:
         log.info("network usage measurement is disabled, write_interval must be set")
-        return UsageOff()
-    return UsageTracker(home, cfg, manager, relay_pk)
+    return UsageOff()
 
 
 class UsageOff:
@@ -102,7 +105,10 @@ class UsageTracker:
 
     def apply(self, cfg: Config) -> None:
         """Limits, timeframe and intervals from a (re)loaded config. Per-contract limits
-        are read from the contract manager's entries, which a reload updates."""
+        are read from the contract manager's entries, which a reload updates. A config
+        that turns tracking off is not applied: that takes a restart, as in Go."""
+        if not tracking(cfg):
+            return
         usage = cfg.network_usage
         self.timeframe = usage["timeframe"] // MS
         self.global_limit = usage["global_limit"]
