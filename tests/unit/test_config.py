@@ -629,3 +629,14 @@ def test_split_host_port_helper():
     assert config.split_host_port("[fe80::1%eth0]:80") == ("fe80::1%eth0", 80)
     with pytest.raises(ValueError):
         config.split_host_port("example.com")
+
+
+def test_readme_usage_caps_example_loads():
+    with open(os.path.join(os.path.dirname(DATA), "..", "README.md")) as f:
+        section = f.read().split("## Usage caps", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    cfg, warnings = parse(json.loads(example))
+    assert warnings == []
+    assert cfg.network_usage == {"timeframe": 30 * duration.DAY, "global_limit": 20 << 40,
+                                 "write_interval": None, "archive_dir": "usage"}
+    assert cfg.contracts["https://contract1.example.com"].network_usage_limit == 5 << 40
