@@ -230,7 +230,8 @@ class UsageTracker:
 
     def _read(self) -> Stats | None:
         """stats.json, or None if there is none. A file that is not one is moved aside
-        (kept for the operator) and counting starts again."""
+        (kept for the operator) and treated as missing: a new period at start, rewritten
+        from our counts while running."""
         try:
             with open(self.home.stats, "rb") as f:
                 raw = f.read()
@@ -241,8 +242,8 @@ class UsageTracker:
         except StatsCorrupt as exc:
             aside = f"{self.home.stats}.corrupt-{self.clock()}"
             os.replace(self.home.stats, aside)
-            log.info("%s is not a network usage file (%s): moved it to %s; usage is counted "
-                     "from zero", self.home.stats, exc, aside)
+            log.info("%s is not a network usage file (%s): moved it to %s", self.home.stats,
+                     exc, aside)
             return None
 
     def _write(self, stats: Stats) -> None:
