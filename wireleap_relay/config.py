@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from wireleap_relay import duration
+from wireleap_relay import datasize, duration
 from wireleap_relay.restapi import endpoint
 
 ROLES = ("fronting", "entropic", "backing")
@@ -40,7 +40,7 @@ class ContractEntry:
     address: str
     key: str | None = None
     upgrade_channel: str | None = None
-    network_usage_limit: str | None = None
+    network_usage_limit: int | None = None  # bytes
 
 
 @dataclass(frozen=True)
@@ -153,18 +153,11 @@ def _listen_address(value: Any, where: str) -> str:
     return text
 
 
-_BYTESIZE = re.compile(r"\d+ ?(b|byte|k|kb|kib|kilo|kilobytes?|m|mb|mib|mega|megabytes?|"
-                       r"g|gb|gib|giga|gigabytes?|t|tb|tib|tera|terabytes?|p|pb|pib|peta|"
-                       r"petabytes?|e|eb|eib)?", re.IGNORECASE)
-
-
-def _bytesize(value: Any, where: str) -> str:
-    text = _string(value, where)
-    unit = text.lstrip("0123456789 ")
-    if not _BYTESIZE.fullmatch(text) or (unit[:1].isupper() and unit[1:] == "b"):
-        raise ValueError(f"{where}: must be a whole number of bytes with an optional unit "
-                         f"(B, KB, MB, GB, TB), got {text!r}")
-    return text
+def _bytesize(value: Any, where: str) -> int:
+    try:
+        return datasize.parse(_string(value, where))
+    except datasize.SizeError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 TOP_KEYS = (
@@ -210,8 +203,9 @@ DANGER_KEYS = (
 
 NETWORK_USAGE_KEYS = (
     Key("timeframe", "network usage window; 0s disables usage caps", _duration, default=0),
-    Key("global_limit", "total traffic cap per timeframe", _bytesize),
-    Key("write_interval", "how often usage is saved", _duration),
+    Key("global_limit", "total traffic cap per timeframe; 0B: none", _bytesize, default=0),
+    Key("write_interval", "how often usage is saved to stats.json (default 1m0s); 0s "
+        "disables usage tracking", _duration),
     Key("archive_dir", "where closed usage periods are archived", _string),
 )
 
@@ -252,6 +246,7 @@ def parse(raw: bytes, path: str = "config.json") -> tuple[Config, list[str]]:
     rest_api = _subsection(obj, "rest_api", REST_API_KEYS, problems, warnings)
     contracts = _contracts(obj.get("contracts"), problems, warnings)
     _check_rest_api(rest_api, problems)
+    _check_network_usage(network_usage, contracts, warnings)
     if problems:
         raise ConfigError(problems, warnings)
     return Config(contracts=contracts, allow_loopback=danger["allow_loopback"],
@@ -386,6 +381,19 @@ def _check_rest_api(rest_api: dict, problems: list[str]) -> None:
         endpoint.parse_mode(rest_api["socket_umask"])
     except ValueError as exc:
         problems.append(str(exc))
+
+
+def _check_network_usage(usage: dict, contracts: dict[str, ContractEntry],
+                         warnings: list[str]) -> None:
+    """Settings the Go relay takes silently but that leave the limits without effect."""
+    limited = usage["global_limit"] or any(e.network_usage_limit for e in contracts.values())
+    if not usage["timeframe"]:
+        if limited:
+            warnings.append("network_usage.timeframe: not set, so usage is not tracked and "
+                            "the usage limits are ignored")
+    elif usage["write_interval"] == 0:
+        warnings.append("network_usage.write_interval: 0s turns usage tracking off, and "
+                        "with it the limits (the default is 1m0s)")
 
 
 def split_host_port(text: str) -> tuple[str, int]:

@@ -46,7 +46,7 @@ from wireleap_relay.tokens.store import TokenStore
 from wireleap_relay.tokens.submitter import Submitter
 from wireleap_relay.upgrade import unpacked
 from wireleap_relay.upgrade.auto import NoticeHandler
-from wireleap_relay.usage_off import UsageOff
+from wireleap_relay.usage import tracker as usage_tracker
 from wireleap_relay.version import software_version
 from wireleap_relay.worker import STOP_SIGNALS
 from wireleap_relay.workers import Supervisor, WorkerFailed
@@ -98,11 +98,14 @@ class Master:
             raise Fatal(str(exc)) from exc
         self.client = SignedClient(self.ident)
         self.manager = ContractManager(self.client, self.cfg, home.root)
+        # Network usage and caps; the status API reads it (status_json, contract_json).
+        self.usage = usage_tracker.for_config(self.cfg, home, self.manager,
+                                              self.ident.public_key_b64)
+        self.usage_loop: gevent.Greenlet | None = None
         self.background: list[gevent.Greenlet] = []
         self.reloads = 0
         self.started_at = time.time()
         self.supervisor: Supervisor | None = None
-        self.usage = UsageOff()
         self.tokens = TokenCounts(lambda: self.supervisor.tally.totals().sharetokens
                                   if self.supervisor else 0)
         self.upgrades: NoticeHandler | None = None
@@ -142,6 +145,11 @@ class Master:
                 raise Fatal(f"could not listen on rest_api.address "
                             f"{self.cfg.rest_api_endpoint}: {exc}") from exc
         try:
+            self.usage.start()  # contracts over a cap are not enrolled
+        except OSError as exc:
+            raise Fatal(f"could not load the network usage in {self.home.stats}: {exc}") \
+                from exc
+        try:
             self.manager.enroll_all()
         except EnrollmentFailed as exc:
             raise Fatal(str(exc)) from exc
@@ -150,6 +158,7 @@ class Master:
         # workers keep serving them).
         supervisor = self.supervisor = Supervisor(own_command(), listener,
                                                   self.cfg.worker_count)
+        self.usage.follow(supervisor.tally)
         try:
             supervisor.start(self.raw, self.manager.gate_state())
         except WorkerFailed as exc:
@@ -167,6 +176,9 @@ class Master:
         unpacked.prune(self.home)
         self._start_background(supervisor)
         selfstats.start()
+        # Not among `background`, which a reload restarts: the period and caps run on.
+        self.usage_loop = gevent.spawn(self.usage.run, lambda: supervisor.broadcast(
+            self.manager.gate_state()))
         while True:
             signum = self.signals.get()
             log.info("handling signal %d: %s...", signum, signal.Signals(signum).name)
@@ -234,6 +246,8 @@ class Master:
                 raise config.ConfigError([f"address: changing it ({self.cfg.address} -> "
                                           f"{cfg.address}) needs a restart"])
             change = self.manager.prepare(cfg)
+            if usage_tracker.tracking(cfg) != usage_tracker.tracking(self.cfg):
+                log.info("please, restart the relay to turn network usage tracking on or off")
         except config.ConfigError as exc:
             return False, _refused("could not reload config, keeping the running one: " +
                                    "; ".join(exc.problems))
@@ -245,6 +259,7 @@ class Master:
             return False, _refused("could not start workers with the new config, keeping "
                                    f"the running one: {exc}")
         self.manager.apply(change)
+        self.usage.apply(cfg)
         self.raw, self.cfg = raw, cfg
         supervisor.broadcast(self.manager.gate_state())  # the old ones drain under it too
         supervisor.replace_all(workers, raw, grace=HANDOVER_GRACE)
@@ -296,9 +311,10 @@ class Master:
             gevent.sleep(0.05)
         log.info("handed over to pid %d; finishing running streams", child.pid)
         self.api.close(remove_file=False)  # the new master binds it now
-        gevent.killall(self.background)
+        gevent.killall(self.background + [self.usage_loop])
         supervisor.stop(grace=HANDOVER_GRACE)
         listener.close()
+        self.usage.save()  # our drained streams' bytes, added to the new master's
         log.info("this master's workers %s", supervisor.tally.totals().summary())
         return True
 
@@ -307,11 +323,12 @@ class Master:
         accepted was on disk before its stream was dialed), then exit."""
         log.info("gracefully shutting down...")
         sdnotify.stopping()
-        gevent.killall(self.background)
+        gevent.killall(self.background + [self.usage_loop])
         supervisor.broadcast(GateState())
         self.manager.disenroll_all()
         supervisor.stop(grace=STOP_GRACE)
         listener.close()
+        self.usage.save()  # after the streams drained, so their last bytes count
         pidfile.remove(self.home.pid_file, os.getpid())
         log.info("stopped; the workers %s", supervisor.tally.totals().summary())
         return 0

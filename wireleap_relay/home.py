@@ -71,6 +71,17 @@ class Home:
         return self.path(BINARY_NAME + ".log")
 
     @property
+    def stats(self) -> str:
+        """Network usage of the running period (control.md §6.3)."""
+        return self.path("stats.json")
+
+    @property
+    def stats_lock(self) -> str:
+        """Held while stats.json is read and rewritten: during a hand-over two masters
+        each add their own bytes to it."""
+        return self.path(".stats.json.lock")
+
+    @property
     def sharetokens(self) -> str:
         return self.path("sharetokens")
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # How a stream ended, as counted: one of these per stream.
 OUTCOMES = ("ok", "ping", "refused", "dial_timeout", "dial_failed", "timeout", "broken",
-            "cancelled", "internal_error")
+            "cancelled", "capped", "internal_error")
 
 
 class Meter:

@@ -61,7 +61,7 @@ def test_defaults():
     assert cfg.archive_dir is None
     assert cfg.upgrade_channel == "default"
     assert cfg.listen_host_port == ("0.0.0.0", 13490)
-    assert cfg.network_usage == {"timeframe": 0, "global_limit": None,
+    assert cfg.network_usage == {"timeframe": 0, "global_limit": 0,
                                  "write_interval": None, "archive_dir": None}
     assert cfg.rest_api == {"address": None, "socket_umask": None}
     entry = cfg.contracts[C]
@@ -74,7 +74,7 @@ def test_all_keys_set():
     cfg, warnings = ok(build({
         "archive_dir": "/var/arch", "auto_submit_interval": "1h", "maxtime": "2d",
         "timeout": "1m30s", "bufsize": 65536, "auto_upgrade": False,
-        "danger_zone": {"allow_loopback": True},
+        "danger_zone": {"allow_loopback": True}, "network_usage": {"timeframe": "30d"},
     }, {"key": "user:pass", "upgrade_channel": "beta", "network_usage_limit": "500GB"}))
     assert warnings == []
     assert cfg.archive_dir == "/var/arch"
@@ -87,7 +87,7 @@ def test_all_keys_set():
     assert cfg.upgrade_channel == "beta"
     entry = cfg.contracts[C]
     assert (entry.key, entry.upgrade_channel, entry.network_usage_limit) == \
-        ("user:pass", "beta", "500GB")
+        ("user:pass", "beta", 500 << 30)
 
 
 def test_null_means_default():
@@ -215,7 +215,7 @@ def test_network_usage_durations():
                                          "global_limit": "2TB", "archive_dir": "usage"}}))
     assert cfg.network_usage == {"timeframe": 720 * duration.HOUR,
                                  "write_interval": duration.MINUTE,
-                                 "global_limit": "2TB", "archive_dir": "usage"}
+                                 "global_limit": 2 << 40, "archive_dir": "usage"}
     assert problems(build({"network_usage": {"timeframe": "1ms"}}))[0].startswith(
         "network_usage.timeframe: invalid duration '1ms'")
 
@@ -495,26 +495,53 @@ def test_rest_api_umask(umask):
 
 # --- byte sizes ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size", ["500GB", "0", "0B", "1024", "10 MB", "10mb", "10kB", "10KB",
-                                  "2TB", "1 byte", "3 gigabytes", "1kilobyte", "7 PB", "1eb",
-                                  "1b"])
-def test_byte_sizes_valid(size):
+@pytest.mark.parametrize("size, size_bytes", [
+    ("500GB", 500 << 30), ("0", 0), ("0B", 0), ("1024", 1024), ("10 MB", 10 << 20),
+    ("10mb", 10 << 20), ("10kB", 10 << 10), ("2TB", 2 << 40), ("1 byte", 1),
+    ("3 gigabytes", 3 << 30), ("1kilobyte", 1024), ("7 PB", 7 << 50), ("1eb", 1 << 60),
+    ("1b", 1)])
+def test_byte_sizes_valid(size, size_bytes):
     cfg, _ = ok(build({"network_usage": {"global_limit": size}},
                       {"network_usage_limit": size}))
-    assert cfg.network_usage["global_limit"] == size
-    assert cfg.contracts[C].network_usage_limit == size
+    assert cfg.network_usage["global_limit"] == size_bytes
+    assert cfg.contracts[C].network_usage_limit == size_bytes
 
 
-@pytest.mark.parametrize("size", ["1.5GB", "10Mb", "10 Mb", "10Kb", "10Gb", "10Tb", "10Pb",
-                                  "10Eb", "-1GB", "", "GB", "10 XB", "10GB!", "ten"])
+@pytest.mark.parametrize("size", ["1.5GB", "10 XB", "-1GB", "", "GB", "10GB!", "ten",
+                                  "1kib"])
 def test_byte_sizes_invalid(size):
-    detail = f"must be a whole number of bytes with an optional unit (B, KB, MB, GB, TB), " \
-             f"got {size!r}"
+    detail = f"must be a whole number of bytes with an optional unit (B, KB, MB, GB, TB, " \
+             f"PB, EB), got {size!r}"
     assert problems(build({"network_usage": {"global_limit": size}},
                           {"network_usage_limit": size})) == [
         f"network_usage.global_limit: {detail}",
         f"{W}.network_usage_limit: {detail}",
     ]
+
+
+@pytest.mark.parametrize("size", ["10Mb", "10 Mb", "10Kb", "10Gb", "10Tb", "10Pb", "10Eb"])
+def test_byte_sizes_in_bits_are_refused(size):
+    unit = size.lstrip("0123456789 ")
+    assert problems(build({}, {"network_usage_limit": size})) == [
+        f"{W}.network_usage_limit: {unit!r} means bits; write {unit[0]}B for bytes, "
+        f"got {size!r}"]
+
+
+def test_limits_without_a_timeframe_are_a_warning():
+    _, warnings = ok(build({"network_usage": {"global_limit": "1TB"}}))
+    assert warnings == ["network_usage.timeframe: not set, so usage is not tracked and the "
+                        "usage limits are ignored"]
+    _, warnings = ok(build({}, {"network_usage_limit": "1TB"}))
+    assert len(warnings) == 1
+    _, warnings = ok(build({"network_usage": {"timeframe": "30d"}}, {"network_usage_limit":
+                                                                     "1TB"}))
+    assert warnings == []
+
+
+def test_write_interval_zero_is_a_warning():
+    _, warnings = ok(build({"network_usage": {"timeframe": "30d", "write_interval": "0s"}}))
+    assert warnings == ["network_usage.write_interval: 0s turns usage tracking off, and "
+                        "with it the limits (the default is 1m0s)"]
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -590,7 +617,7 @@ def test_all_problems_reported_together():
         "auto_upgrade: must be true or false",
         "danger_zone.allow_loopback: must be true or false",
         "network_usage.global_limit: must be a whole number of bytes with an optional unit "
-        "(B, KB, MB, GB, TB), got '1.5GB'",
+        "(B, KB, MB, GB, TB, PB, EB), got '1.5GB'",
         'contracts["ftp://c"]: the contract URL must be http(s)://host[:port][/path]',
         "contracts[\"ftp://c\"].role: must be one of fronting, entropic, backing, got 'x'",
         "contracts[\"ftp://c\"].address: scheme must be wireleap:// (or legacy https://), "
@@ -614,3 +641,14 @@ def test_split_host_port_helper():
     assert config.split_host_port("[fe80::1%eth0]:80") == ("fe80::1%eth0", 80)
     with pytest.raises(ValueError):
         config.split_host_port("example.com")
+
+
+def test_readme_usage_caps_example_loads():
+    with open(os.path.join(os.path.dirname(DATA), "..", "README.md")) as f:
+        section = f.read().split("## Usage caps", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    cfg, warnings = parse(json.loads(example))
+    assert warnings == []
+    assert cfg.network_usage == {"timeframe": 30 * duration.DAY, "global_limit": 20 << 40,
+                                 "write_interval": None, "archive_dir": "usage"}
+    assert cfg.contracts["https://contract1.example.com"].network_usage_limit == 5 << 40

@@ -12,7 +12,7 @@ from wireleap_relay.restapi.endpoint import Endpoint
 from wireleap_relay.restapi.http import parse_request_line, render
 from wireleap_relay.restapi.status import status_document
 from wireleap_relay.tokens.counts import TokenCounts
-from wireleap_relay.usage_off import UsageOff
+from wireleap_relay.usage.tracker import UsageOff
 
 
 @pytest.mark.parametrize("address, expected", [

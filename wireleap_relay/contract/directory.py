@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import bcrypt
 import gevent
 
+from wireleap_relay import datasize
 from wireleap_relay.config import ContractEntry
 from wireleap_relay.contract.client import (
     BOTH,
@@ -52,7 +53,7 @@ def relay_entry(entry: ContractEntry, pubkey_b64: str) -> dict:
     if entry.upgrade_channel:
         body["upgrade_channel"] = entry.upgrade_channel
     if entry.network_usage_limit:
-        body["network_usage_limit"] = entry.network_usage_limit
+        body["network_usage_limit"] = datasize.format(entry.network_usage_limit)
     return body
 
 

@@ -1,8 +1,11 @@
 """Which service contracts the relay serves right now: a small value the master (which
 enrolls) hands to every worker (which serves streams), checked by each new stream
-(wire.md §7.5)."""
+(wire.md §7.5). A contract that reached its hard usage cap is also `disabled`: its running
+streams end (wire.md §7.3)."""
 
 from dataclasses import dataclass
+
+import gevent.event
 
 from wireleap_relay.relay.errors import Refused
 from wireleap_relay.wire import b64
@@ -13,6 +16,7 @@ class GateState:
     started: bool = False
     configured: frozenset[bytes] = frozenset()
     enrolled: frozenset[bytes] = frozenset()
+    disabled: frozenset[bytes] = frozenset()  # over the hard usage cap
 
     @property
     def trusted(self) -> frozenset[bytes]:
@@ -29,23 +33,44 @@ class GateState:
     def to_json(self) -> dict:
         return {"started": self.started,
                 "configured": sorted(b64.encode(k) for k in self.configured),
-                "enrolled": sorted(b64.encode(k) for k in self.enrolled)}
+                "enrolled": sorted(b64.encode(k) for k in self.enrolled),
+                "disabled": sorted(b64.encode(k) for k in self.disabled)}
 
     @classmethod
     def from_json(cls, obj: dict) -> "GateState":
-        return cls(bool(obj["started"]), frozenset(b64.decode(k) for k in obj["configured"]),
-                   frozenset(b64.decode(k) for k in obj["enrolled"]))
+        keys = lambda name: frozenset(b64.decode(k) for k in obj.get(name, ()))  # noqa: E731
+        return cls(bool(obj["started"]), keys("configured"), keys("enrolled"),
+                   keys("disabled"))
 
 
 class Gate:
-    """A mutable holder, so running tunnels and the listener share the current state."""
+    """A worker's mutable holder, so running tunnels and the listener share the current
+    state. Each admitted stream gets its contract's `cut` event, set when the contract is
+    disabled; a stream admitted after it is enabled again gets a fresh one (Go's cancel
+    context, renewed at enrollment)."""
 
     def __init__(self, state: GateState = GateState()):
-        self.state = state
+        self._state = state
+        self._cuts: dict[bytes, gevent.event.Event] = {}
+
+    @property
+    def state(self) -> GateState:
+        return self._state
+
+    @state.setter
+    def state(self, state: GateState) -> None:
+        self._state = state
+        for contract_pk in state.disabled:
+            cut = self._cuts.pop(contract_pk, None)
+            if cut is not None:
+                cut.set()
 
     @property
     def trusted(self) -> frozenset[bytes]:
-        return self.state.trusted
+        return self._state.trusted
 
-    def check(self, contract_pk: bytes) -> None:
-        self.state.check(contract_pk)
+    def check(self, contract_pk: bytes) -> gevent.event.Event:
+        """Refused unless the contract's streams are accepted now; else the event that ends
+        the stream if the contract is disabled while it runs."""
+        self._state.check(contract_pk)
+        return self._cuts.setdefault(contract_pk, gevent.event.Event())

@@ -16,6 +16,8 @@ from wireleap_relay.contract.directory import UPGRADE, Directory, enrollment_url
 from wireleap_relay.contract.gate import GateState
 from wireleap_relay.home import Home
 from wireleap_relay.upgrade import auto
+from wireleap_relay.usage.caps import Level
+from wireleap_relay.wire import b64
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,11 @@ class Contract:
     directory: Directory
     enrolled: bool = False
     last_heartbeat: float | None = None  # epoch seconds of the last enrollment POST taken
+    capped: Level = Level.OK  # set by the usage caps; not OK: stays out of the directory
+
+    @property
+    def key_b64(self) -> str:
+        return b64.encode(self.pubkey)
 
 
 class ContractManager:
@@ -71,18 +78,25 @@ class ContractManager:
 
     def gate_state(self) -> GateState:
         return GateState(self.started, frozenset(self.contracts),
-                         frozenset(pk for pk, c in self.contracts.items() if c.enrolled))
+                         frozenset(pk for pk, c in self.contracts.items() if c.enrolled),
+                         frozenset(pk for pk, c in self.contracts.items()
+                                   if c.capped == Level.HARD))
 
     # --- enrollment ----------------------------------------------------------------------
 
     def enroll_all(self) -> None:
-        """Enroll into every directory; on any failure undo the ones that worked (unlike
-        Go 0.6.1, which leaves them listed until their TTL runs out) and raise."""
+        """Enroll into every directory, but for contracts over a usage cap; on any failure
+        undo the ones that worked (unlike Go 0.6.1, which leaves them listed until their
+        TTL runs out) and raise."""
         with self._busy:
             self._enroll_all()
 
     def _enroll_all(self) -> None:
         for contract in self.contracts.values():
+            if contract.capped:
+                log.info("not enrolling into %s: its network usage is over the cap",
+                         contract.url)
+                continue
             try:
                 self._enroll(contract)
             except ControlError as exc:
@@ -109,7 +123,8 @@ class ContractManager:
         for contract in list(self.contracts.values()):
             try:
                 if not contract.enrolled:
-                    self._enroll(contract)
+                    if not contract.capped:
+                        self._enroll(contract)
                     continue
                 status = contract.directory.heartbeat()
             except ControlError as exc:
@@ -137,6 +152,42 @@ class ContractManager:
             log.info("disenrolled from %s", contract.url)
         except ControlError as exc:
             log.info("error while disenrolling from %s: %s", contract.directory.url, exc)
+
+    # --- usage caps (control.md §6.1) ---------------------------------------------------
+
+    def apply_caps(self, levels: dict[str, Level]) -> bool:
+        """Act on each contract's cap level (b64 keys): leave the directory at SOFT, also
+        end running streams at HARD, come back when OK again (a new period, a higher
+        limit). Before the first enrollment (and once stopping) the levels are only noted:
+        `enroll_all` leaves out the capped contracts. True if the gate changed."""
+        with self._busy:
+            before = self.gate_state()
+            for contract in list(self.contracts.values()):
+                level = levels.get(contract.key_b64, Level.OK)
+                if self.started:
+                    self._apply_cap(contract, level)
+                else:
+                    contract.capped = level
+            return self.gate_state() != before
+
+    def _apply_cap(self, contract: Contract, level: Level) -> None:
+        if level == Level.OK:
+            if contract.capped:
+                contract.capped = Level.OK
+                try:
+                    self._enroll(contract)
+                    log.info("Network Cap: re-enrolled into %s", contract.url)
+                except ControlError as exc:
+                    log.info("Network Cap: could not re-enroll into %s, will retry with "
+                             "the next heartbeat: %s", contract.url, exc)
+            return
+        if contract.enrolled:
+            log.info("Network Cap: disenrolling from contract %s", contract.key_b64)
+            self._disenroll(contract)
+        if level == Level.HARD and contract.capped != Level.HARD:
+            log.info("Network Cap: disabling contract %s, ending its streams",
+                     contract.key_b64)
+        contract.capped = level
 
     # --- reload --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import gevent
+import gevent.event
 
 from wireleap_relay import duration
 from wireleap_relay.identity import Identity
@@ -42,8 +43,9 @@ class ContractGate(Protocol):
     @property
     def trusted(self) -> AbstractSet[bytes]: ...
 
-    def check(self, contract_pk: bytes) -> None:
-        """Raise Refused unless streams for this contract are accepted now."""
+    def check(self, contract_pk: bytes) -> gevent.event.Event:
+        """Raise Refused unless streams for this contract are accepted now; else the event
+        that is set when the contract's running streams must end (its usage cap)."""
 
 
 @dataclass
@@ -100,7 +102,7 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> str:
     except payload.PayloadError as exc:
         raise Refused(str(exc), mentions_target=exc.mentions_remote) from None
     token = init.token
-    ctx.contracts.check(token.contract.public_key)
+    cut = ctx.contracts.check(token.contract.public_key)
     try:
         sharetoken.verify(token, ctx.identity.public_key, ctx.contracts.trusted,
                           int(ctx.clock()))
@@ -115,11 +117,11 @@ def _serve(stream: ServerStream, ctx: RelayContext) -> str:
              token.contract_key_b64)
     sock = dialer.dial(remote, init.protocol, ctx.policy)
     try:
-        _splice(stream, sock, ctx, ctx.meter.usage(token.contract_key_b64),
+        _splice(stream, sock, ctx, ctx.meter.usage(token.contract_key_b64), cut,
                 udp=init.protocol.startswith("udp"), origin_is_target=remote.is_target)
     finally:
         sock.close()
-    return "ok"
+    return "capped" if cut.is_set() else "ok"
 
 
 def _pong(stream: ServerStream, ctx: RelayContext) -> None:
@@ -140,15 +142,17 @@ def _store(tokens: GroupCommit, token: sharetoken.Sharetoken) -> None:
 
 
 def _splice(stream: ServerStream, sock: socket.socket, ctx: RelayContext, usage: list[int],
-            udp: bool, origin_is_target: bool) -> None:
+            cut: gevent.event.Event, udp: bool, origin_is_target: bool) -> None:
     """Pump both ways until the first EOF or error on either side, then close both: no
     half-close, as in the Go relay (wire.md §5.2). Bytes are counted into `usage`
-    ([from client, from remote]) as they are read."""
+    ([from client, from remote]) as they are read. `cut` being set (the contract reached
+    its hard usage cap) ends the stream cleanly, as Go's cancelled context does."""
     up = gevent.spawn(_pump, _client_to_remote, stream, sock, ctx.bufsize, udp, usage)
     down = gevent.spawn(_pump, _remote_to_client, stream, sock, ctx.bufsize, udp, usage)
     # The peer resetting the stream ends the splice even while both pumps are blocked on
     # the remote (one writing to a remote that reads nothing, one reading from it).
-    finished = gevent.wait([up, down, stream.gone], count=1, timeout=ctx.maxtime or None)
+    finished = gevent.wait([up, down, stream.gone, cut], count=1,
+                           timeout=ctx.maxtime or None)
     stream.cancel()
     _close_quietly(sock)
     gevent.joinall([up, down])
