@@ -10,6 +10,7 @@ import gevent
 import pytest
 import requests
 from conftest import FAST, pattern_block, recv_exactly, run_cli, wait_for
+from test_status_api import metrics, request, tcp_api
 
 from wireleap_relay.testing import circuit
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
@@ -247,3 +248,35 @@ def test_a_contract_over_its_cap_at_start_is_not_enrolled(net, echo_server, limi
     assert not n.listed()
     assert_refused(n, echo_server)
     assert f"not enrolling into {n.fake.url}: its network usage is over the cap" in n.log()
+
+
+def test_the_status_api_and_metrics_show_the_usage(net, source_server):
+    """With tracking on, /api/status and /metrics report the period, the cap and the bytes
+    counted for the contract (control.md §6.2), once a worker's report has come in."""
+    n = net()
+    api = tcp_api()
+    with open(n.home.home.config) as f:
+        cfg = json.load(f)
+    cfg["rest_api"] = api
+    with open(n.home.home.config, "w") as f:
+        json.dump(cfg, f)
+    n.start()
+    used = n.download(source_server, 100 * KiB)
+
+    def status() -> dict:
+        return json.loads(request(api, "GET", "/api/status")[2])
+
+    assert wait_for(lambda: status()["network_usage"]["usage"] == used)
+    document = status()
+    period = document["network_usage"]
+    assert period["timeframe_until"] - period["timeframe_since"] == 3600 * 1000
+    assert period["cap"] == 0  # only a per-contract limit is set
+    assert document["relay_status"][0]["network_cap"] == LIMIT
+    assert document["relay_status"][0]["network_usage"] == used
+    assert document["relay_status"][0]["status"] == {"enrolled": True,
+                                                     "network_cap_reached": False}
+    samples = metrics(api)
+    labels = (("contract", n.contract_pk),)
+    assert samples[("wireleap_relay_contract_network_usage_bytes", labels)] == used
+    assert samples[("wireleap_relay_contract_network_cap_bytes", labels)] == LIMIT
+    assert samples[("wireleap_relay_network_usage_bytes", ())] == used
