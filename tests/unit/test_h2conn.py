@@ -9,6 +9,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hyperframe.frame
 import pytest
 
 from wireleap_relay.relay import h2conn, tunnel
@@ -26,7 +27,8 @@ class Client:
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.h2.initiate_connection()
         self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.h2.increment_flow_control_window(WIDE_OPEN - 65535)
+        if window > 65535:  # the connection's window too
+            self.h2.increment_flow_control_window(window - 65535)
         self.flush()
 
     def flush(self) -> None:
@@ -161,3 +163,25 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
         while not condition():
             gevent.sleep(0.05)
     return condition()
+
+
+def test_a_flood_of_connection_window_updates_wakes_each_stream_once_per_read(
+        pair, monkeypatch):
+    server_sock, client_sock = pair
+    wakes = []
+    real = ServerStream._on_window
+    monkeypatch.setattr(ServerStream, "_on_window",
+                        lambda self: wakes.append(self.id) or real(self))
+    conn = H2ServerConnection(server_sock, lambda s: None)
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock, window=65535)  # room for the flood's increments
+    for _ in range(20):
+        client.request()  # tunnels that never end
+    assert wait_until(lambda: len(conn.streams) == 20)
+    wakes.clear()
+    frame = hyperframe.frame.WindowUpdateFrame(0, window_increment=1).serialize()
+    client_sock.sendall(frame * 500)  # 6.5 KB: one or two reads
+    assert wait_until(lambda: len(wakes) >= 20)
+    gevent.sleep(0.2)
+    assert len(wakes) <= 20 * 3  # not 20 x 500
+    serving.kill()

@@ -207,6 +207,7 @@ class H2ServerConnection:
         self._early_resets = Budget(limits.reset_burst, limits.resets_per_second)
         self._greeted = False  # the client's preface and SETTINGS arrived
         self._idle_since = time.monotonic()  # when the last stream ended
+        self._window_opened = False  # the batch being read opened every stream's window
         self.streams: dict[int, ServerStream] = {}  # until each tunnel has ended
         self._lock = gevent.lock.Semaphore()
         self._dead = False
@@ -299,6 +300,10 @@ class H2ServerConnection:
                     if self._dead:  # closed for abuse meanwhile
                         break
                     self._dispatch(event)
+                if self._window_opened:
+                    self._window_opened = False
+                    for stream in list(self.streams.values()):
+                        stream._on_window()
                 gevent.sleep(0)  # the streams of this batch get to run before the next one
         finally:
             preface.kill(block=False)
@@ -329,13 +334,13 @@ class H2ServerConnection:
             self.on_stream(stream)
             return
         if isinstance(event, h2.events.WindowUpdated) and event.stream_id == 0:
-            for stream in list(self.streams.values()):
-                stream._on_window()
+            # Every stream may send more. They are woken once per read, after its events:
+            # a flood of these costs a pass over the streams per read, not per frame.
+            self._window_opened = True
             return
         if isinstance(event, h2.events.RemoteSettingsChanged):
             self._greeted = True
-            for stream in list(self.streams.values()):
-                stream._on_window()
+            self._window_opened = True  # the initial window may have grown
             return
         stream = self.streams.get(getattr(event, "stream_id", 0))
         if isinstance(event, h2.events.StreamReset) and event.remote_reset and \
