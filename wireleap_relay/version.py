@@ -8,6 +8,7 @@ to the very release it is past). The single-file build bakes the computed versio
 `_build.py`; a source checkout asks git at run time.
 """
 
+import functools
 import os
 import subprocess
 
@@ -23,6 +24,7 @@ INTERFACES = (
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@functools.cache  # a running process keeps the version it started as; git costs 4 runs
 def software_version() -> str:
     try:
         from wireleap_relay import _build  # written by contrib/build-bin.sh

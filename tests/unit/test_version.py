@@ -10,6 +10,14 @@ import pytest
 
 from wireleap_relay import version
 
+
+@pytest.fixture(autouse=True)
+def fresh_version():
+    """software_version is cached per process; these tests change what it would find."""
+    version.software_version.cache_clear()
+    yield
+    version.software_version.cache_clear()
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
     "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
