@@ -92,27 +92,31 @@ def test_background_start_a_refused_reload_and_stop(tmp_path, contract, notify):
     launched it and exits, names itself. A refused reload ends in READY=1 with the reason:
     the relay goes on serving its running config."""
     relay = make_home(str(tmp_path), "relay", contract.url, "backing")
-    started = run_cli(relay.home, "start", env=notify.env)
-    assert started.returncode == 0, started.stdout + started.stderr
-    pid = pid_of(relay)
-    ready = notify.expect("READY", "1")
-    assert (ready.sender, ready.fields["MAINPID"]) == (pid, str(pid))
+    try:
+        started = run_cli(relay.home, "start", env=notify.env)
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = pid_of(relay)
+        ready = notify.expect("READY", "1")
+        assert (ready.sender, ready.fields["MAINPID"]) == (pid, str(pid))
 
-    with open(relay.home.config) as f:
-        cfg = json.load(f)
-    cfg["address"] = "127.0.0.1:1"  # valid, but the daemon cannot take it without a restart
-    with open(relay.home.config, "w") as f:
-        json.dump(cfg, f)
-    assert run_cli(relay.home, "reload").returncode == 1
-    assert notify.expect("RELOADING", "1").sender == pid
-    refused = notify.expect("READY", "1")
-    assert refused.fields["MAINPID"] == str(pid)
-    assert refused.fields["STATUS"] == (
-        f"could not reload config, keeping the running one: address: changing it "
-        f"(127.0.0.1:{relay.port} -> 127.0.0.1:1) needs a restart")
+        with open(relay.home.config) as f:
+            cfg = json.load(f)
+        cfg["address"] = "127.0.0.1:1"  # valid, but the daemon cannot take it without a restart
+        with open(relay.home.config, "w") as f:
+            json.dump(cfg, f)
+        assert run_cli(relay.home, "reload").returncode == 1
+        assert notify.expect("RELOADING", "1").sender == pid
+        refused = notify.expect("READY", "1")
+        assert refused.fields["MAINPID"] == str(pid)
+        assert refused.fields["STATUS"] == (
+            f"could not reload config, keeping the running one: address: changing it "
+            f"(127.0.0.1:{relay.port} -> 127.0.0.1:1) needs a restart")
 
-    assert run_cli(relay.home, "stop").returncode == 0
-    assert notify.expect("STOPPING", "1").sender == pid
+        assert run_cli(relay.home, "stop").returncode == 0
+        assert notify.expect("STOPPING", "1").sender == pid
+    finally:  # a failed assertion must not leave a daemon running
+        if os.path.exists(relay.home.pid_file):
+            run_cli(relay.home, "stop")
 
 
 def test_the_sender_never_fails_the_daemon(monkeypatch, notify):
