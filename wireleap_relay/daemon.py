@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -34,7 +35,6 @@ from wireleap_relay.contract.manager import (
 )
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
-from wireleap_relay.metrics import RelayMetrics
 from wireleap_relay.relay import selfstats, tls
 from wireleap_relay.relay.server import listen
 from wireleap_relay.restapi import routes
@@ -109,7 +109,17 @@ class Master:
         self.tokens = TokenCounts(lambda: self.supervisor.tally.totals().sharetokens
                                   if self.supervisor else 0)
         self.upgrades: NoticeHandler | None = None
-        self.api = RestApi(routes.handler(self.status, RelayMetrics(self).exposition))
+        self.api = RestApi(routes.handler(self.status, self.metrics))
+        self._metrics: Callable[[], tuple[bytes, str]] | None = None
+
+    def metrics(self) -> tuple[bytes, str]:
+        """The /metrics exposition. prometheus_client is imported at the first scrape: it
+        would cost every master about 10 MiB, and most run without the API."""
+        if self._metrics is None:
+            from wireleap_relay.metrics import RelayMetrics
+
+            self._metrics = RelayMetrics(self).exposition
+        return self._metrics()
 
     def status(self) -> dict:
         """The status API's document (control.md §6.2)."""

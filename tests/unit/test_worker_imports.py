@@ -1,16 +1,26 @@
-"""A worker process imports what serving needs and no more: every module costs each worker
-its memory (cryptography with bcrypt was 8 MiB of a 41 MiB worker)."""
+"""Each process imports what its job needs and no more: every module costs each process its
+memory (cryptography with bcrypt was 8 MiB of a 41 MiB worker, prometheus_client about 10
+MiB of a master, most of which run without the status API)."""
 
 import subprocess
 import sys
 
-HEAVY = ("cryptography", "bcrypt", "requests", "urllib3", "docopt")
+import pytest
+
+HEAVY = ("cryptography", "bcrypt", "requests", "urllib3", "docopt", "prometheus_client")
+MASTER_HEAVY = ("cryptography", "bcrypt", "prometheus_client")
 
 
-def test_the_worker_module_leaves_the_heavy_libraries_out():
+def imported(module: str, candidates: tuple[str, ...]) -> list[str]:
     code = ("from gevent import monkey; monkey.patch_all()\n"
-            "import sys, wireleap_relay.worker\n"
-            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+            f"import sys, {module}\n"
+            f"print(' '.join(m for m in {candidates!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
-    assert result.stdout.split() == []
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize(("module", "heavy"), [("wireleap_relay.worker", HEAVY),
+                                               ("wireleap_relay.daemon", MASTER_HEAVY)])
+def test_the_process_modules_leave_the_heavy_libraries_out(module, heavy):
+    assert imported(module, heavy) == []
