@@ -341,28 +341,40 @@ def test_accept_many_keeps_going_past_a_token_it_cannot_write(tmp_path, monkeypa
 
 def test_several_tokens_share_one_flush_and_one_is_fsynced(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(fsutil, "_syncfs", lambda fd: calls.append("syncfs") or True)
+    monkeypatch.setattr(fsutil, "_syncfs", lambda fd: calls.append("syncfs"))
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
     store = TokenStore(str(tmp_path / "store"))
     store.accept(fresh_token("0" * 32))  # makes the folders first
     calls.clear()
     assert store.accept_many([fresh_token(f"{i:032x}") for i in range(1, 21)]) == [None] * 20
-    assert calls == ["syncfs", "fsync"]  # the files together, then their one folder
+    # The files written out together, each then checked (cheap once written), then their
+    # one folder.
+    assert calls == ["syncfs"] + ["fsync"] * 20 + ["fsync"]
     calls.clear()
     store.accept(fresh_token("f" * 32))
     assert calls == ["fsync", "fsync"]  # one file, then its folder
 
 
+def test_syncfs_really_runs_and_its_absence_is_no_failure(tmp_path, monkeypatch):
+    store = TokenStore(str(tmp_path))
+    assert store.accept_many([fresh_token(f"{i:032x}") for i in range(3)]) == [None] * 3
+    monkeypatch.setattr(fsutil, "_libc", lambda: None)  # a libc without syncfs
+    assert store.accept_many([fresh_token(f"{i:032x}") for i in range(3, 6)]) == [None] * 3
+    assert len(stored(store)) == 6
+
+
 def test_a_failed_flush_accepts_none_of_the_batch(tmp_path, monkeypatch):
+    store = TokenStore(str(tmp_path))
+    store.accept(fresh_token("0" * 32))  # the folders exist; now the disk fails
+
     def broken(fd):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(fsutil, "_syncfs", broken)
-    store = TokenStore(str(tmp_path))
-    failures = store.accept_many([fresh_token(f"{i:032x}") for i in range(3)])
+    monkeypatch.setattr(os, "fsync", broken)
+    failures = store.accept_many([fresh_token(f"{i:032x}") for i in range(1, 4)])
     assert all(isinstance(f, OSError) and f.errno == 5 for f in failures)
-    assert stored(store) == []
+    assert len(stored(store)) == 1
 
 
 def test_group_commit_writes_concurrent_streams_together(tmp_path):
@@ -384,3 +396,28 @@ def test_group_commit_writes_concurrent_streams_together(tmp_path):
     assert outcomes[50] == "duplicate"
     assert len(stored(store)) == 50
     assert commit.batches < 10  # grouped, not one write per stream
+
+
+def test_a_writer_killed_mid_batch_leaves_no_stream_waiting(tmp_path, monkeypatch):
+    store = TokenStore(str(tmp_path))
+    commit = GroupCommit(store)
+    release = threading.Event()
+    real = store.accept_many
+    monkeypatch.setattr(store, "accept_many", lambda tokens: release.wait(10) and real(tokens))
+    outcomes = []
+
+    def stream(token):
+        try:
+            commit.accept(token)
+            outcomes.append("ok")
+        except OSError as exc:
+            outcomes.append(str(exc))
+
+    first = gevent.spawn(stream, fresh_token("1" * 32))
+    gevent.sleep(0.1)  # its batch is being written
+    later = gevent.spawn(stream, fresh_token("2" * 32))  # waits for the next batch
+    gevent.sleep(0.1)
+    commit._writer.kill()
+    release.set()
+    gevent.joinall([first, later], timeout=20)
+    assert sorted(outcomes) == ["ok", "the sharetoken store was interrupted"]

@@ -34,6 +34,7 @@ class GroupCommit:
         done.get()
 
     def _write_batches(self) -> None:
+        batch: list[tuple[Sharetoken, gevent.event.AsyncResult]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
@@ -48,8 +49,14 @@ class GroupCommit:
                         done.set(None)
                     else:
                         done.set_exception(failure)
+                batch = []
         finally:
-            self._writer = None
+            # Killed mid-batch (GreenletExit, a Timeout): no stream may wait for ever. Its
+            # tokens may or may not be on disk; its streams are refused either way.
+            for _, done in batch:
+                if not done.ready():
+                    done.set_exception(OSError("the sharetoken store was interrupted"))
+            self._writer = gevent.spawn(self._write_batches) if self._waiting else None
 
 
 @functools.cache
