@@ -22,6 +22,7 @@ import time
 import gevent
 import gevent.os
 
+from wireleap_relay.bounds import STOP_GRACE
 from wireleap_relay.contract.gate import GateState
 from wireleap_relay.reports import ReportReader, Tally
 from wireleap_relay.sdnotify import NOTIFY_SOCKET_ENV
@@ -29,12 +30,12 @@ from wireleap_relay.sdnotify import NOTIFY_SOCKET_ENV
 log = logging.getLogger(__name__)
 
 LISTEN_FD_ENV = "WIRELEAP_LISTEN_FD"
-READY_FD_ENV = "WIRELEAP_READY_FD"  # a worker writes one byte here once it serves
+READY_FD_ENV = "WIRELEAP_READY_FD"  # a worker writes report lines here once it serves
 READY_TIMEOUT = 60.0
 WATCH_INTERVAL = 0.2
 QUICK_EXIT = 5.0  # a worker dying this soon after its start is crashing, not unlucky
 MAX_BACKOFF = 30.0
-BEAT = 2.0  # a worker writes a heartbeat byte this often
+BEAT = 2.0  # a worker writes a report line (its heartbeat) this often
 HUNG_AFTER_ENV = "WIRELEAP_WORKER_HUNG_AFTER"  # tests shorten it
 # No heartbeat for this long: the worker's loop is stuck, kill it.
 HUNG_AFTER = float(os.environ.get(HUNG_AFTER_ENV, "30"))
@@ -61,25 +62,37 @@ class Worker:
                  gate: GateState, tally: Tally):
         self.tally = tally
         self._reports = ReportReader()
-        read_end, self._pipe = os.pipe()
-        self._ready, ready_write = os.pipe()
-        fd = listener.fileno()
-        env = dict(os.environ, **{LISTEN_FD_ENV: str(fd), READY_FD_ENV: str(ready_write)})
-        # Only masters speak to systemd (sdnotify.py): with NotifyAccess=all, anything a
-        # worker sent there would count as the relay's own word.
-        env.pop(NOTIFY_SOCKET_ENV, None)
-        self.proc = subprocess.Popen(command + ["worker"], stdin=read_end,
-                                     pass_fds=(fd, ready_write), env=env)
+        self.ready = False  # it has served: it may hold streams
+        self._pipe = self._ready = -1
+        read_end = ready_write = -1
+        try:
+            read_end, self._pipe = os.pipe()
+            self._ready, ready_write = os.pipe()
+            fd = listener.fileno()
+            env = dict(os.environ, **{LISTEN_FD_ENV: str(fd), READY_FD_ENV: str(ready_write)})
+            # Only masters speak to systemd (sdnotify.py): with NotifyAccess=all, anything a
+            # worker sent there would count as the relay's own word.
+            env.pop(NOTIFY_SOCKET_ENV, None)
+            self.proc = subprocess.Popen(command + ["worker"], stdin=read_end,
+                                         pass_fds=(fd, ready_write), env=env)
+        except OSError:  # out of fds or processes: leave nothing behind
+            _close_fd(self._pipe)
+            _close_fd(self._ready)
+            raise
+        finally:  # the worker's ends: it has its own copies, or there is no worker
+            _close_fd(read_end)
+            _close_fd(ready_write)
         self.started = time.monotonic()
         self.last_beat = self.started
-        os.close(read_end)
-        os.close(ready_write)
         os.set_blocking(self._ready, False)  # read by the watcher, which must never block
         # Blocking for the first lines (the config may exceed the pipe's atomic size; the
         # worker reads it at once), then never again: a worker that stops reading must not
         # freeze the master.
-        self._write({"config": config_raw.decode("utf-8")})
-        self._write({"gate": gate.to_json()})
+        try:
+            self._write({"config": config_raw.decode("utf-8")})
+            self._write({"gate": gate.to_json()})
+        except OSError:  # it died at once: the caller learns it when waiting for it
+            pass
         os.set_blocking(self._pipe, False)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -90,6 +103,7 @@ class Worker:
             if not first:
                 raise WorkerFailed(f"worker {self.pid} exited while starting "
                                    f"(status {self.proc.wait()})")
+        self.ready = True
         self._take(first)
 
     @property
@@ -182,15 +196,25 @@ class Supervisor:
         self._watcher = gevent.spawn(self._watch)
 
     def _spawn_ready(self, config_raw: bytes | None = None) -> list[Worker]:
-        workers = [self._spawn(config_raw) for _ in range(self.count)]
+        """`count` workers that serve; WorkerFailed, with none of them left behind, if one
+        cannot start. Those that already served may hold streams: they get to finish."""
+        workers: list[Worker] = []
         try:
+            for _ in range(self.count):
+                workers.append(self._spawn(config_raw))
             for worker in workers:
                 worker.wait_ready()
-        except WorkerFailed:
+        except (WorkerFailed, OSError) as exc:
             for worker in workers:
-                worker.kill()
-                worker.proc.wait()  # reaped, not left a zombie
-                worker.close()
+                if worker.ready:
+                    worker.terminate(STOP_GRACE)
+                    gevent.spawn(_retire, worker, STOP_GRACE)
+                else:
+                    worker.kill()
+                    worker.proc.wait()  # reaped, not left a zombie
+                    worker.close()
+            if isinstance(exc, OSError):
+                raise WorkerFailed(f"could not start a worker: {exc}") from exc
             raise
         return workers
 
