@@ -147,6 +147,25 @@ def test_a_connection_without_streams_is_closed_once_idle(pair):
                for e in events)
 
 
+def test_pings_do_not_keep_a_connection_without_streams(pair):
+    server_sock, client_sock = pair
+    conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=1.0))
+    serving = gevent.spawn(conn.serve)
+    client = Client(client_sock)
+
+    def ping_often() -> None:  # more often than the socket's timeout (0.5 s here)
+        while True:
+            client.h2.ping(b"12345678")
+            client.flush()
+            gevent.sleep(0.2)
+
+    pinger = gevent.spawn(ping_often)
+    # Closed at the idle timeout (1 s); a generous bound, as the pings might end the
+    # connection some other way much later.
+    assert serving.join(timeout=5) is None and serving.dead, "PINGs kept it open"
+    pinger.kill()
+
+
 def test_a_connection_with_a_running_stream_is_not_idle(pair):
     server_sock, client_sock = pair
     conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=0.5))

@@ -279,9 +279,7 @@ class H2ServerConnection:
                     data = self.sock.recv(READ_SIZE)
                 except TimeoutError:  # the socket's timeout is meant for writes
                     if self._idle_too_long():
-                        log.debug("closing a connection without streams for %gs",
-                                  self.limits.idle_timeout)
-                        self.close()
+                        self._close_idle()
                         break
                     continue
                 except OSError:  # also once _no_preface closed the socket
@@ -304,6 +302,9 @@ class H2ServerConnection:
                     self._window_opened = False
                     for stream in list(self.streams.values()):
                         stream._on_window()
+                if self._idle_too_long():  # PINGs alone do not keep a connection
+                    self._close_idle()
+                    break
                 gevent.sleep(0)  # the streams of this batch get to run before the next one
         finally:
             preface.kill(block=False)
@@ -362,6 +363,10 @@ class H2ServerConnection:
             stream._on_reset()
         elif isinstance(event, h2.events.WindowUpdated):
             stream._on_window()
+
+    def _close_idle(self) -> None:
+        log.debug("closing a connection without streams for %gs", self.limits.idle_timeout)
+        self.close()
 
     def _idle_too_long(self) -> bool:
         return not self.streams and \
