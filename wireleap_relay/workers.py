@@ -12,6 +12,7 @@ are refused across workers by the token store's exclusive file creation, not by 
 shared in memory. The worker's own side is worker.py.
 """
 
+import errno
 import json
 import logging
 import os
@@ -138,7 +139,10 @@ class Worker:
             self.tally.update(self.pid, report)
 
     def _write(self, message: dict) -> None:
-        os.write(self._pipe, (json.dumps(message) + "\n").encode())
+        data = (json.dumps(message) + "\n").encode()
+        if os.write(self._pipe, data) < len(data):
+            # A line cut short by a nearly full pipe would garble every later one.
+            raise BlockingIOError(errno.EAGAIN, "message cut short")
 
     def send(self, message: dict) -> None:
         try:

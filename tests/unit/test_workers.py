@@ -3,12 +3,14 @@ WorkerFailed like one that dies while starting, and leaves no fds or processes b
 
 import os
 import socket
+import sys
 
 import gevent
 import pytest
 
 from wireleap_relay.contract.gate import GateState
-from wireleap_relay.workers import Supervisor, WorkerFailed
+from wireleap_relay.reports import Tally
+from wireleap_relay.workers import Supervisor, Worker, WorkerFailed
 
 
 def open_fds() -> int:
@@ -37,4 +39,21 @@ def test_a_worker_that_dies_while_starting_leaves_nothing(tmp_path):
     with pytest.raises(WorkerFailed, match="exited while starting"):
         supervisor.start(b"{}", GateState())
     assert open_fds() == before
+    listener.close()
+
+
+def test_a_message_that_does_not_fit_whole_kills_the_worker(monkeypatch):
+    """A nearly full pipe takes only part of a line: the rest would garble every later
+    message, so the worker is treated as one that does not read (killed), not sent half."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    idle = [sys.executable, "-c", "import time; time.sleep(60)"]
+    worker = Worker(idle, listener, b"{}", GateState(), Tally())
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:len(data) // 2]))
+    worker.send({"gate": GateState(started=True).to_json()})
+    monkeypatch.undo()
+    assert worker.proc.wait(timeout=10) == -9
+    worker.close()
     listener.close()
