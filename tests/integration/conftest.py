@@ -259,14 +259,33 @@ def _hops(relay) -> list[tuple[str, bytes]]:
     return [(home.address, home.pubkey)]
 
 
-def echo_once(relay, wallet, target: str) -> bool:
+def echo_once(relay, wallet, target: str, data: bytes = b"ping") -> bool:
+    """`data` through a 1-hop circuit of its own to an echo `target`: did it come back?"""
     pipe = circuit.dial(_hops(relay), target, "tcp", *wallet.current(),
                         pool=circuit.ConnectionPool())
     pipe.settimeout(20)
-    pipe.sendall(b"ping")
-    ok = recv_exactly(pipe, 4) == b"ping"
+    pipe.sendall(data)
+    ok = recv_exactly(pipe, len(data)) == data
     pipe.close()
     return ok
+
+
+def echo_byte_then_replay(relay, wallet, target: str) -> str:
+    """A stream with a fresh token echoes one byte from `target`; the same payload sent
+    again is refused. The refusal's status description."""
+    payload = payload_for(relay, wallet, f"target://{target}")
+    conn = connect(relay.relay.address)
+    stream = conn.open_stream(payload)
+    stream.settimeout(20)
+    stream.sendall(b"x")
+    assert stream.recv(1) == b"x"
+    conn.close()
+    conn = connect(relay.relay.address)
+    replay = conn.open_stream(payload)
+    replay.settimeout(20)
+    read_to_end(replay)
+    conn.close()
+    return replay.status.description
 
 
 def warm_up(relay, wallet, target: str, streams: int = 12) -> None:

@@ -13,15 +13,15 @@ import requests
 from conftest import (
     FAST,
     KeepConnecting,
+    echo_byte_then_replay,
     echo_once,
     hops,
     random_bytes,
-    recv_exactly,
     run_cli,
     slow_download,
     wait_for,
 )
-from test_stream_errors import payload_for, send
+from test_stream_errors import payload_for
 
 from wireleap_relay.testing import circuit, procstat
 from wireleap_relay.testing.fake_contract import FakeContract
@@ -335,31 +335,14 @@ def test_the_master_counts_what_every_worker_relayed(relay, wallet, echo_server)
     """Bytes, connections and stream outcomes reach the master from each worker's reports,
     and the counts of workers replaced by a reload are kept: the summary at stop is exact."""
     block = random_bytes(100_000)
-
-    def echo_block() -> None:
-        pipe = circuit.dial(hops([relay]), echo_server, "tcp", *wallet.current(),
-                            pool=circuit.ConnectionPool())
-        pipe.settimeout(20)
-        pipe.sendall(block)
-        assert recv_exactly(pipe, len(block)) == block
-        pipe.close()
-
     for _ in range(3):
-        echo_block()
-    payload = payload_for(relay, wallet, f"target://{echo_server}")
-    conn = connect(relay.relay.address)
-    stream = conn.open_stream(payload)
-    stream.settimeout(20)
-    stream.sendall(b"x")
-    assert stream.recv(1) == b"x"
-    conn.close()
-    refused, _ = send(relay, payload)
-    assert refused.status.description == "duplicate sharetoken"
+        assert echo_once(relay, wallet, echo_server, block)
+    assert echo_byte_then_replay(relay, wallet, echo_server) == "duplicate sharetoken"
     old_workers = workers_of(relay)
     assert run_cli(relay.relay.home, "reload", env=FAST).returncode == 0
     assert wait_for(lambda: not set(old_workers) & set(workers_of(relay)))
     for _ in range(2):
-        echo_block()
+        assert echo_once(relay, wallet, echo_server, block)
     assert relay.stop() == 0
     sent = 5 * len(block) + 1
     assert (f"stopped; the workers relayed {sent} bytes from clients and {sent} bytes from "

@@ -8,14 +8,19 @@ import socket
 import stat
 
 import pytest
-from conftest import FAST, random_bytes, recv_exactly, run_cli, wait_for
+from conftest import (
+    FAST,
+    echo_byte_then_replay,
+    echo_once,
+    random_bytes,
+    run_cli,
+    wait_for,
+)
 from prometheus_client.parser import text_string_to_metric_families
-from test_stream_errors import payload_for, send
 
 from wireleap_relay import pidfile
 from wireleap_relay.restapi.http import MAX_CLIENTS
 from wireleap_relay.testing import circuit
-from wireleap_relay.testing.h2client import connect
 from wireleap_relay.testing.relayproc import RelayProcess, free_port, make_home, write_config
 from wireleap_relay.wire import b64
 
@@ -160,21 +165,8 @@ def test_metrics_count_what_was_relayed(tmp_path, contract, wallet, echo_server,
     before = metrics(api)
     block = random_bytes(50_000)
     for _ in range(3):
-        pipe = circuit.dial([(relay.relay.address, relay.relay.pubkey)], echo_server, "tcp",
-                            *wallet.current(), pool=circuit.ConnectionPool())
-        pipe.settimeout(20)
-        pipe.sendall(block)
-        assert recv_exactly(pipe, len(block)) == block
-        pipe.close()
-    payload = payload_for(relay, wallet, f"target://{echo_server}")
-    conn = connect(relay.relay.address)
-    stream = conn.open_stream(payload)
-    stream.settimeout(20)
-    stream.sendall(b"x")
-    assert stream.recv(1) == b"x"
-    conn.close()
-    refused, _ = send(relay, payload)
-    assert refused.status.description == "duplicate sharetoken"
+        assert echo_once(relay, wallet, echo_server, block)
+    assert echo_byte_then_replay(relay, wallet, echo_server) == "duplicate sharetoken"
     sent = 3 * len(block) + 1
     key = {"sent": ("wireleap_relay_relayed_bytes_total",
                     (("contract", pk), ("direction", "from_client"))),
