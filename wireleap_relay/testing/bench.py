@@ -33,7 +33,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +45,7 @@ import requests
 from gevent.server import StreamServer
 
 from wireleap_relay.testing import circuit, h2client
-from wireleap_relay.testing.devnet import fake_contract
+from wireleap_relay.testing.devnet import fake_contract, ready_subprocess
 from wireleap_relay.testing.gopeers import (
     CLIENT_BINARY,
     RELAY_BINARY,
@@ -192,6 +191,17 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+def _read_until(sock: socket.socket | h2client.H2Stream, marker: bytes, eof: str) -> bytes:
+    """What arrives until `marker` has (or 16 KiB have); MeasureError(eof) at an early end."""
+    data = b""
+    while marker not in data and len(data) < 16 * KiB:
+        chunk = sock.recv(16 * KiB)
+        if not chunk:
+            raise MeasureError(eof)
+        data += chunk
+    return data
+
+
 def socks_get(socks: tuple[str, int], target: tuple[str, int], path: str,
               timeout: float) -> float:
     """GET `path` from `target` through a SOCKS5 front; the seconds until the response header
@@ -211,12 +221,7 @@ def socks_get(socks: tuple[str, int], target: tuple[str, int], path: str,
         _recv_exact(sock, {1: 6, 4: 18}.get(reply[3]) or _recv_exact(sock, 1)[0] + 2)
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n"
                      "Connection: close\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data and len(data) < 16 * KiB:
-            chunk = sock.recv(16 * KiB)
-            if not chunk:
-                raise MeasureError("the tunnel ended before the response header")
-            data += chunk
+        data = _read_until(sock, b"\r\n\r\n", "the tunnel ended before the response header")
         header_at = time.perf_counter() - start
         head, _, body = data.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
@@ -295,12 +300,7 @@ class SlowStreams:
             stream.settimeout(30)
             stream.sendall(f"GET /hold/{HOLD_SECONDS} HTTP/1.1\r\nHost: {self.target}\r\n"
                            "\r\n".encode())
-            data = b""
-            while b"\r\n\r\n." not in data and len(data) < 16 * KiB:
-                chunk = stream.recv(16 * KiB)
-                if not chunk:
-                    raise MeasureError("ended")
-                data += chunk
+            _read_until(stream, b"\r\n\r\n.", "ended")  # the header and the first byte
         except (OSError, MeasureError):
             self.failed += 1
 
@@ -745,24 +745,10 @@ def _step(text: str) -> None:
 def start_target(root: str) -> Iterator[tuple[str, int]]:
     """The HTTP target (bench_target) as a subprocess; yields its (host, port)."""
     ready = os.path.join(root, "target.address")
-    proc = subprocess.Popen([sys.executable, "-m", "wireleap_relay.testing.bench_target",
-                             "--ready-file", ready], stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(ready):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the bench target did not start")
-            time.sleep(0.05)
-        with open(ready) as f:
-            host, port = f.read().strip().rsplit(":", 1)
+    with ready_subprocess(["wireleap_relay.testing.bench_target", "--ready-file", ready],
+                          ready, "the bench target", timeout=30) as address:
+        host, port = address.rsplit(":", 1)
         yield host, int(port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # Sharetoken submission (ours only, not side by side): tokens per second to a slow contract,

@@ -44,21 +44,34 @@ def fake_contract(root: str, *extra: str) -> Iterator[str]:
     state = os.path.join(root, "contract")
     os.makedirs(state, exist_ok=True)
     ready = os.path.join(state, "url")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wireleap_relay.testing.fake_contract", "--state-dir", state,
-         "--ready-file", ready, "--quiet", *extra],
-        stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    with ready_subprocess(["wireleap_relay.testing.fake_contract", "--state-dir", state,
+                           "--ready-file", ready, "--quiet", *extra], ready,
+                          "the fake contract", timeout=20) as url:
+        yield url
+
+
+@contextmanager
+def ready_subprocess(module_args: list[str], ready: str, what: str,
+                     timeout: float) -> Iterator[str]:
+    """`python -m <module_args>` as a subprocess that writes its address to the file
+    `ready` once it serves; yields that text, and stops the process at the end."""
+    proc = subprocess.Popen([sys.executable, "-m", *module_args],
+                            stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while not os.path.exists(ready):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the fake contract did not start")
+                raise RuntimeError(f"{what} did not start")
             time.sleep(0.05)
         with open(ready) as f:
             yield f.read().strip()
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def bytes_app(environ: dict, start_response) -> Iterator[bytes]:
