@@ -3,6 +3,7 @@ their memory (PSS, where pages they share count once) and CPU time. For the benc
 the attack figures."""
 
 import os
+from collections.abc import Iterator
 
 
 def process_tree(pid: int) -> list[int]:
@@ -22,25 +23,15 @@ def process_tree(pid: int) -> list[int]:
 
 def pss_kib(pid: int) -> int:
     """Proportional set size of `pid` and its descendants: shared pages count once."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-        except OSError:
-            pass
-    return total
+    return sum(int(line.split()[1]) for text in _read_each(pid, "smaps_rollup")
+               for line in text.splitlines() if line.startswith("Pss:"))
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of `pid` and its live descendants."""
     ticks = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for text in _read_each(pid, "stat"):
+        fields = text.rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
     return ticks / os.sysconf("SC_CLK_TCK")
 
@@ -77,3 +68,13 @@ def workers(master: int) -> list[int]:
         if b"worker" in words[-2:] and state != "Z":
             found.append(pid)
     return found
+
+
+def _read_each(pid: int, name: str) -> Iterator[str]:
+    """/proc/<p>/<name> of `pid` and each live descendant; those gone meanwhile skipped."""
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/{name}") as f:
+                yield f.read()
+        except OSError:
+            continue
