@@ -1,9 +1,9 @@
 """Crash-safe file writes: a reader sees the old content or the new one, never a mix."""
 
-import ctypes
-import functools
 import os
 import tempfile
+
+from wireleap_relay import libc
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -104,19 +104,9 @@ def _flush_together(fds: list[int]) -> None:
 def _syncfs(fd: int) -> None:
     """syncfs(2) on the file system of `fd` where libc has it; its result is left to the
     fsyncs that follow."""
-    libc = _libc()
-    if libc is not None:
-        libc.syncfs(fd)
-
-
-@functools.cache
-def _libc() -> "ctypes.CDLL | None":
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syncfs.argtypes = [ctypes.c_int]
-        return libc
-    except (OSError, AttributeError):
-        return None
+    syncfs = libc.function("syncfs")
+    if syncfs is not None:
+        syncfs(fd)
 
 
 def _durable_temp(path: str, data: bytes, mode: int) -> str:

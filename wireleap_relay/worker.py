@@ -3,8 +3,6 @@
 master's messages on stdin, and report on the ready pipe until told to stop or orphaned.
 """
 
-import ctypes
-import functools
 import gc
 import json
 import os
@@ -12,13 +10,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 
 import gevent
 import gevent.event
 from gevent.fileobject import FileObjectPosix
 
-from wireleap_relay import config, duration, identity, logsetup
+from wireleap_relay import config, duration, identity, libc, logsetup
 from wireleap_relay.bounds import STOP_GRACE
 from wireleap_relay.contract.gate import Gate, GateState
 from wireleap_relay.home import Home
@@ -104,17 +101,9 @@ def _give_back_memory(meter: Meter) -> None:
             continue
         ended = total
         gc.collect()
-        trim = _malloc_trim()
+        trim = libc.function("malloc_trim")
         if trim is not None:
             trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> "Callable[[int], int] | None":
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc's; the single file needs glibc
-    except (OSError, AttributeError):
-        return None
 
 
 class Reporter:

@@ -5,7 +5,7 @@ import os
 
 import gevent
 
-from wireleap_relay import worker
+from wireleap_relay import libc, worker
 from wireleap_relay.reports import Meter, ReportReader, Tally, Totals, parse_report
 from wireleap_relay.worker import Reporter
 
@@ -107,7 +107,8 @@ def test_a_full_pipe_delays_a_report_and_loses_nothing():
 def test_an_idle_worker_gives_memory_back_once_per_busy_spell(monkeypatch):
     trims = []
     monkeypatch.setattr(worker, "TRIM_CHECK", 0.01)
-    monkeypatch.setattr(worker, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(libc, "function",
+                        lambda name: trims.append if name == "malloc_trim" else None)
     meter = Meter()
     meter.active_streams = 1
     trimmer = gevent.spawn(worker._give_back_memory, meter)
