@@ -3,6 +3,7 @@ pair: a peer that reads nothing loses its connection, a peer that only keeps qui
 it."""
 
 import socket
+from collections.abc import Callable
 
 import gevent
 import h2.config
@@ -64,8 +65,16 @@ def pair(monkeypatch):
     client_sock.close()
 
 
-def test_a_peer_that_reads_nothing_loses_its_connection(pair):
+def serve(pair, on_stream: Callable[[ServerStream], object],
+          limits: ConnectionLimits = ConnectionLimits(),
+          window: int = WIDE_OPEN) -> tuple[H2ServerConnection, gevent.Greenlet, Client]:
+    """A server connection serving one end of the pair, and a client on the other."""
     server_sock, client_sock = pair
+    conn = H2ServerConnection(server_sock, on_stream, limits)
+    return conn, gevent.spawn(conn.serve), Client(client_sock, window=window)
+
+
+def test_a_peer_that_reads_nothing_loses_its_connection(pair):
     outcome = []
 
     def flood(stream: ServerStream) -> None:
@@ -76,23 +85,18 @@ def test_a_peer_that_reads_nothing_loses_its_connection(pair):
         except StreamClosed:
             outcome.append("closed")
 
-    conn = H2ServerConnection(server_sock, lambda s: gevent.spawn(flood, s))
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock)
+    _, serving, client = serve(pair, lambda s: gevent.spawn(flood, s))
     client.request()  # and never reads again
     assert serving.join(timeout=20) is None and serving.dead, "the connection was kept"
     assert wait_until(lambda: outcome == ["closed"])
 
 
 def test_a_quiet_peer_keeps_its_connection(pair):
-    server_sock, client_sock = pair
 
     def answer(stream: ServerStream) -> None:
         stream.respond([(":status", "200")], end_stream=True)
 
-    conn = H2ServerConnection(server_sock, lambda s: gevent.spawn(answer, s))
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock)
+    _, serving, client = serve(pair, lambda s: gevent.spawn(answer, s))
     client.read_until_response(client.request())
     gevent.sleep(4 * h2conn.WRITE_TIMEOUT)  # silence, several timeouts long
     assert not serving.dead
@@ -104,7 +108,6 @@ def test_a_slow_client_makes_the_relay_read_no_more_than_its_window(pair):
     """The remote's bytes are read only as the client's window lets them through: a client
     with a 1000-byte window that reads nothing costs the relay at most that plus bufsize,
     not a 64 KiB read."""
-    server_sock, client_sock = pair
     remote_near, remote_far = socket.socketpair()
     usage = [0, 0]
     pumps = []
@@ -114,9 +117,7 @@ def test_a_slow_client_makes_the_relay_read_no_more_than_its_window(pair):
         pumps.append(gevent.spawn(tunnel._remote_to_client, stream, remote_near, 4096,
                                   False, usage))
 
-    conn = H2ServerConnection(server_sock, lambda s: gevent.spawn(pump, s))
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock, window=1000)
+    _, serving, client = serve(pair, lambda s: gevent.spawn(pump, s), window=1000)
     client.read_until_response(client.request())
     remote_far.setblocking(False)
     for _ in range(64):  # the remote offers far more than the window
@@ -134,10 +135,8 @@ def test_a_slow_client_makes_the_relay_read_no_more_than_its_window(pair):
 
 
 def test_a_connection_without_streams_is_closed_once_idle(pair):
-    server_sock, client_sock = pair
-    conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=1.0))
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock)
+    client_sock = pair[1]
+    _, serving, client = serve(pair, lambda s: None, limits=ConnectionLimits(idle_timeout=1.0))
     assert serving.join(timeout=20) is None and serving.dead, "the idle connection was kept"
     received = b""
     while chunk := client_sock.recv(65536):
@@ -148,10 +147,7 @@ def test_a_connection_without_streams_is_closed_once_idle(pair):
 
 
 def test_pings_do_not_keep_a_connection_without_streams(pair):
-    server_sock, client_sock = pair
-    conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=1.0))
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock)
+    _, serving, client = serve(pair, lambda s: None, limits=ConnectionLimits(idle_timeout=1.0))
 
     def ping_often() -> None:  # more often than the socket's timeout (0.5 s here)
         while True:
@@ -167,10 +163,7 @@ def test_pings_do_not_keep_a_connection_without_streams(pair):
 
 
 def test_a_connection_with_a_running_stream_is_not_idle(pair):
-    server_sock, client_sock = pair
-    conn = H2ServerConnection(server_sock, lambda s: None, ConnectionLimits(idle_timeout=0.5))
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock)
+    _, serving, client = serve(pair, lambda s: None, limits=ConnectionLimits(idle_timeout=0.5))
     client.request()  # its tunnel never ends
     gevent.sleep(4 * h2conn.WRITE_TIMEOUT + 0.5)
     assert not serving.dead
@@ -186,14 +179,13 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
 
 def test_a_flood_of_connection_window_updates_wakes_each_stream_once_per_read(
         pair, monkeypatch):
-    server_sock, client_sock = pair
+    client_sock = pair[1]
     wakes = []
     real = ServerStream._on_window
     monkeypatch.setattr(ServerStream, "_on_window",
                         lambda self: wakes.append(self.id) or real(self))
-    conn = H2ServerConnection(server_sock, lambda s: None)
-    serving = gevent.spawn(conn.serve)
-    client = Client(client_sock, window=65535)  # room for the flood's increments
+    # A window of 65535 leaves room for the flood's increments.
+    conn, serving, client = serve(pair, lambda s: None, window=65535)
     for _ in range(20):
         client.request()  # tunnels that never end
     assert wait_until(lambda: len(conn.streams) == 20)
