@@ -86,10 +86,15 @@ def cmd_start(args: dict) -> int:
     where = home.current()
     if not args["--fg"]:
         return lifecycle.start(where, log.info)
+    from wireleap_relay import forkserver, worker
+
+    # The fork server first, while this process runs nothing: importing the daemon starts
+    # a gevent hub (urllib3 opens a socket at import), which a fork must not copy.
+    forks = forkserver.ForkServer.start(lambda: worker.run(where))
     from wireleap_relay import daemon
 
     try:
-        return daemon.run_foreground(where)
+        return daemon.run_foreground(where, forks)
     except daemon.Fatal as exc:
         log.error("%s", exc)
         return EXIT_FAIL

@@ -12,7 +12,6 @@ finish their running streams while the new ones take the new connections.
 import json
 import logging
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from wireleap_relay import config, duration, identity, pidfile, sdnotify
+from wireleap_relay import config, duration, identity, pidfile, rlimits, sdnotify
 from wireleap_relay.bounds import HANDOVER_FAILED, STOP_GRACE
 from wireleap_relay.contract.client import SignedClient
 from wireleap_relay.contract.gate import GateState
@@ -33,6 +32,7 @@ from wireleap_relay.contract.manager import (
     EnrollmentFailed,
     upgrade_notice_logger,
 )
+from wireleap_relay.forkserver import ForkServer
 from wireleap_relay.fsutil import write_atomic
 from wireleap_relay.home import BINARY_NAME, Home
 from wireleap_relay.relay import selfstats, tls
@@ -49,7 +49,7 @@ from wireleap_relay.upgrade.auto import NoticeHandler
 from wireleap_relay.usage import tracker as usage_tracker
 from wireleap_relay.version import software_version
 from wireleap_relay.worker import STOP_SIGNALS
-from wireleap_relay.workers import Supervisor, WorkerFailed
+from wireleap_relay.workers import Launcher, Supervisor, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,9 @@ def load_config(home: Home) -> tuple[bytes, config.Config]:
 
 
 class Master:
-    def __init__(self, home: Home):
+    def __init__(self, home: Home, forks: ForkServer | None = None):
         self.home = home
+        self.forks = forks
         self.signals: gevent.queue.Queue = gevent.queue.Queue()
         for signum in STOP_SIGNALS + RELOAD_SIGNALS + (HANDOVER_SIGNAL,):
             gevent.signal_handler(signum, self.signals.put, signum)
@@ -134,7 +135,8 @@ class Master:
 
     def _run(self) -> int:
         log.info("%s", self.banner())
-        raise_open_files_limit()
+        was, now = rlimits.raise_open_files()  # the fork server raised its own
+        log.info("open files limit: soft %d (was %d), hard %d", now, was, now)
         try:
             self.manager.load()
             tls.server_context(self.home.tls_cert, self.home.tls_key)  # fail here, not N times
@@ -166,8 +168,8 @@ class Master:
         # Workers start once enrolled: until then connections wait in the listen queue
         # instead of meeting "controller not started" (or, in a hand-over, the old master's
         # workers keep serving them).
-        supervisor = self.supervisor = Supervisor(own_command(), listener,
-                                                  self.cfg.worker_count)
+        supervisor = self.supervisor = Supervisor(Launcher(own_command(), self.forks),
+                                                  listener, self.cfg.worker_count)
         self.usage.follow(supervisor.tally)
         try:
             supervisor.start(self.raw, self.manager.gate_state())
@@ -349,9 +351,14 @@ def _refused(message: str) -> str:
     return message
 
 
-def run_foreground(home: Home) -> int:
-    _refuse_second_daemon(home)
-    return Master(home).run()
+def run_foreground(home: Home, forks: ForkServer | None = None) -> int:
+    """The master, which starts its workers through `forks` where there is one."""
+    try:
+        _refuse_second_daemon(home)
+        return Master(home, forks).run()
+    finally:
+        if forks is not None:
+            forks.close()
 
 
 def _inherited_listener() -> socket.socket | None:
@@ -371,12 +378,3 @@ def _refuse_second_daemon(home: Home) -> None:
     if pid is not None and pid != os.getpid() and str(pid) != handing_over and \
             pidfile.alive(pid):
         raise Fatal(f"wireleap-relay daemon is already running! (pid {pid})")
-
-
-def raise_open_files_limit() -> None:
-    """Each stream costs a socket: lift the soft limit to the hard one, as the README's
-    ulimit advice intends, and say what we got."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    log.info("open files limit: soft %d (was %d), hard %d", hard, soft, hard)

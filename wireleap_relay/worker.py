@@ -29,6 +29,7 @@ from wireleap_relay.workers import BEAT, LISTEN_FD_ENV, READY_FD_ENV
 # Signals that the master handles; a worker is replaced instead of reloaded.
 MASTER_SIGNALS = (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+PROCESS_NAME = b"wireleap-worker"  # what `ps -o comm` shows (forked workers share a cmdline)
 LAST_REPORT_WAIT = 5.0
 TRIM_CHECK = 1.0  # seconds between looks for an idle worker that has memory to give back
 
@@ -50,6 +51,7 @@ def build_context(home: Home, cfg: config.Config, ident: identity.Identity,
 
 def run(home: Home) -> int:
     logsetup.configure(tag=f"worker {os.getpid()}: ")
+    libc.name_process(PROCESS_NAME)
     for signum in MASTER_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     stdin = FileObjectPosix(sys.stdin.fileno(), "rb")

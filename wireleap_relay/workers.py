@@ -25,6 +25,7 @@ import gevent.os
 
 from wireleap_relay.bounds import STOP_GRACE
 from wireleap_relay.contract.gate import GateState
+from wireleap_relay.forkserver import ForkedProcess, ForkServer, ForkServerGone
 from wireleap_relay.reports import ReportReader, Tally
 from wireleap_relay.sdnotify import NOTIFY_SOCKET_ENV
 
@@ -58,8 +59,37 @@ def _close_fd(fd: int) -> None:
             pass
 
 
+class ExecedProcess(subprocess.Popen):
+    """A worker started as a process of its own, when there is no fork server."""
+
+    def running(self) -> bool:
+        return self.poll() is None
+
+
+class Launcher:
+    """How workers come to be: forked by the fork server (forkserver.py) while there is
+    one, for the memory they then share; else each runs this relay's own command."""
+
+    def __init__(self, command: list[str], forks: ForkServer | None = None):
+        self.command = command
+        self.forks = forks
+
+    def launch(self, stdin: int, fds: dict[str, int],
+               env: dict[str, str]) -> ForkedProcess | ExecedProcess:
+        """A worker reading `stdin`, with each of `fds` named in the environment variable
+        that is its key. OSError if it cannot be started."""
+        if self.forks is not None and self.forks.alive:
+            try:
+                return self.forks.spawn(stdin, fds, env)
+            except ForkServerGone:
+                pass  # its reader logs it: exec from now on
+        return ExecedProcess(self.command + ["worker"], stdin=stdin,
+                             pass_fds=tuple(fds.values()),
+                             env=dict(env, **{name: str(fd) for name, fd in fds.items()}))
+
+
 class Worker:
-    def __init__(self, command: list[str], listener: socket.socket, config_raw: bytes,
+    def __init__(self, launcher: Launcher, listener: socket.socket, config_raw: bytes,
                  gate: GateState, tally: Tally):
         self.tally = tally
         self._reports = ReportReader()
@@ -69,13 +99,12 @@ class Worker:
         try:
             read_end, self._pipe = os.pipe()
             self._ready, ready_write = os.pipe()
-            fd = listener.fileno()
-            env = dict(os.environ, **{LISTEN_FD_ENV: str(fd), READY_FD_ENV: str(ready_write)})
             # Only masters speak to systemd (sdnotify.py): with NotifyAccess=all, anything a
             # worker sent there would count as the relay's own word.
-            env.pop(NOTIFY_SOCKET_ENV, None)
-            self.proc = subprocess.Popen(command + ["worker"], stdin=read_end,
-                                         pass_fds=(fd, ready_write), env=env)
+            env = {name: value for name, value in os.environ.items()
+                   if name != NOTIFY_SOCKET_ENV}
+            self.proc = launcher.launch(read_end, {LISTEN_FD_ENV: listener.fileno(),
+                                                   READY_FD_ENV: ready_write}, env)
         except OSError:  # out of fds or processes: leave nothing behind
             _close_fd(self._pipe)
             _close_fd(self._ready)
@@ -102,8 +131,9 @@ class Worker:
                                                   f"within {timeout:g}s")):
             first = gevent.os.nb_read(self._ready, READ_SIZE)
             if not first:
+                self.proc.wait()
                 raise WorkerFailed(f"worker {self.pid} exited while starting "
-                                   f"(status {self.proc.wait()})")
+                                   f"(status {self.status})")
         self.ready = True
         self._take(first)
 
@@ -113,7 +143,13 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc.running()
+
+    @property
+    def status(self) -> str:
+        """How it exited, once it has."""
+        code = self.proc.returncode
+        return "an unknown status" if code is None else str(code)
 
     def hung(self) -> bool:
         """No heartbeat for HUNG_AFTER seconds: its loop is stuck (gunicorn's worker
@@ -181,8 +217,8 @@ class Supervisor:
     """Keeps `count` workers alive; replaces any that dies or hangs unless we are
     stopping."""
 
-    def __init__(self, command: list[str], listener: socket.socket, count: int):
-        self.command = command
+    def __init__(self, launcher: Launcher, listener: socket.socket, count: int):
+        self.launcher = launcher
         self.listener = listener
         self.count = count
         self.workers: list[Worker] = []
@@ -223,7 +259,7 @@ class Supervisor:
         return workers
 
     def _spawn(self, config_raw: bytes | None = None) -> Worker:
-        worker = Worker(self.command, self.listener, config_raw or self.config_raw, self.gate,
+        worker = Worker(self.launcher, self.listener, config_raw or self.config_raw, self.gate,
                         self.tally)
         log.info("started worker %d", worker.pid)
         return worker
@@ -243,7 +279,7 @@ class Supervisor:
                 crashed = time.monotonic() - worker.started < QUICK_EXIT
                 backoff = min(MAX_BACKOFF, backoff * 2 or 1.0) if crashed else 0.0
                 log.info("worker %d exited with %s, starting another%s", worker.pid,
-                         worker.proc.returncode, f" in {backoff:g}s" if backoff else "")
+                         worker.status, f" in {backoff:g}s" if backoff else "")
                 gevent.sleep(backoff)
                 if worker in self.workers and not self._stopping:
                     try:

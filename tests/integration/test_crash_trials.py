@@ -15,6 +15,7 @@ import time
 import gevent
 from conftest import FAST, echo_once, wait_for
 
+from wireleap_relay.testing.procstat import process_tree
 from wireleap_relay.testing.relayproc import RelayProcess, make_home
 from wireleap_relay.testing.servicekey import Wallet
 from wireleap_relay.wire.sharetoken import Sharetoken
@@ -53,14 +54,9 @@ class Streams:
 
 
 def kill_everything(proc: RelayProcess) -> None:
-    """SIGKILL to the master and each of its workers in the same instant."""
-    pids = [proc.proc.pid]
-    try:
-        with open(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children") as f:
-            pids += [int(pid) for pid in f.read().split()]
-    except OSError:
-        pass
-    for pid in pids:
+    """SIGKILL to the master, its fork server and each of its workers in the same
+    instant."""
+    for pid in process_tree(proc.proc.pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -14,6 +14,7 @@ from conftest import ROOT, wait_for
 from wireleap_relay import pidfile
 from wireleap_relay.home import Home
 from wireleap_relay.testing import circuit
+from wireleap_relay.testing.procstat import process_tree
 from wireleap_relay.testing.relayproc import RelayHome, make_home
 
 INSTALLED = "/opt/wireleap-relay"  # where the README's lines expect the relay
@@ -58,9 +59,8 @@ def relay_processes(relay: RelayHome) -> set[int]:
 
 
 def family(pid: int) -> set[int]:
-    """A master and its workers."""
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return {pid, *map(int, f.read().split())}
+    """A master, its fork server and its workers."""
+    return set(process_tree(pid))
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_the_readme_crontab_keeps_one_relay_up(installed):
     environment = open(f"/proc/{first}/environ", "rb").read().split(b"\0")
     assert b"PATH=/usr/bin:/bin" in environment
     assert not any(item.startswith(b"HOME=") for item in environment)
-    assert relay_processes(installed) == family(first) and len(family(first)) == 3
+    assert relay_processes(installed) == family(first) and len(family(first)) == 4
 
     running = as_cron(watchdog, installed.home)
     assert (running.returncode, running.stdout, running.stderr) == (0, "", "")  # no mail

@@ -10,7 +10,7 @@ import pytest
 
 from wireleap_relay.contract.gate import GateState
 from wireleap_relay.reports import Tally
-from wireleap_relay.workers import Supervisor, Worker, WorkerFailed
+from wireleap_relay.workers import Launcher, Supervisor, Worker, WorkerFailed
 
 
 def open_fds() -> int:
@@ -23,7 +23,7 @@ def test_a_worker_that_cannot_be_started_is_a_worker_failure(tmp_path):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     before = open_fds()
-    supervisor = Supervisor([str(tmp_path / "no-such-binary")], listener, 2)
+    supervisor = Supervisor(Launcher([str(tmp_path / "no-such-binary")]), listener, 2)
     with pytest.raises(WorkerFailed, match="could not start a worker"):
         supervisor.start(b"{}", GateState())
     assert open_fds() == before
@@ -35,7 +35,7 @@ def test_a_worker_that_dies_while_starting_leaves_nothing(tmp_path):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     before = open_fds()
-    supervisor = Supervisor(["/bin/false"], listener, 2)
+    supervisor = Supervisor(Launcher(["/bin/false"]), listener, 2)
     with pytest.raises(WorkerFailed, match="exited while starting"):
         supervisor.start(b"{}", GateState())
     assert open_fds() == before
@@ -49,7 +49,7 @@ def test_a_message_that_does_not_fit_whole_kills_the_worker(monkeypatch):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     idle = [sys.executable, "-c", "import time; time.sleep(60)"]
-    worker = Worker(idle, listener, b"{}", GateState(), Tally())
+    worker = Worker(Launcher(idle), listener, b"{}", GateState(), Tally())
     real_write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:len(data) // 2]))
     worker.send({"gate": GateState(started=True).to_json()})

@@ -5,6 +5,8 @@ the attack figures."""
 import os
 from collections.abc import Iterator
 
+from wireleap_relay.worker import PROCESS_NAME
+
 
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants that are alive now."""
@@ -54,18 +56,20 @@ def threads(pid: int) -> int:
 
 
 def workers(master: int) -> list[int]:
-    """The live worker processes of a relay's master: not the other children it may have
-    for a moment (a source tree's version comes from `git`), nor reaped ones."""
+    """The live worker processes of a relay's master, known by the name they give
+    themselves (worker.PROCESS_NAME): whether forked by the fork server or started on
+    their own; not the fork server, nor a passing child (a source tree's version comes
+    from `git`), nor reaped ones."""
     found = []
     for pid in process_tree(master)[1:]:
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                words = f.read().split(b"\0")
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                name = f.read().strip()
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"worker" in words[-2:] and state != "Z":
+        if name == PROCESS_NAME and state != "Z":
             found.append(pid)
     return found
 

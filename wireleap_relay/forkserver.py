@@ -1,0 +1,337 @@
+"""Workers forked from a preloaded process, so that they share its memory.
+
+Each CPython process costs about 34 MiB, most of it the same imported code and data; a
+child forked after the imports shares those pages with its parent until one of them
+writes there (copy-on-write), and `gc.freeze()` keeps the collector from writing to them.
+The master cannot fork its workers itself: it runs a gevent hub whose greenlets
+(heartbeats, status API, signal handlers) a child would inherit and run. So the master
+forks a *fork server* first thing, before it has a hub, a thread or a connection: a plain
+blocking loop that holds everything the master imported and forks a worker on request
+(Python's multiprocessing `forkserver` and Android's zygote work the same way).
+
+Master and fork server talk over a SOCK_SEQPACKET socket pair, one JSON message per
+packet. The master sends `{"env": {...}, "fds": [...]}` with the worker's stdin and the
+descriptors named in `fds` attached (SCM_RIGHTS); the fork server answers
+`{"spawned": pid}` (or `{"failed": reason}`), and `{"exited": pid, "status": code}` once it
+has reaped a worker, `code` as subprocess's `returncode` (negative: killed by a signal).
+The workers are the fork server's children, not the master's, so the master follows each
+through a pidfd as well: should the fork server itself die, its orphans are still seen
+leaving (with an unknown status) and the master starts its next workers with Popen.
+"""
+
+import _socket
+import errno
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.socket
+from gevent import monkey
+from gevent._hub_local import get_hub_if_exists
+
+from wireleap_relay import libc, rlimits
+
+log = logging.getLogger(__name__)
+
+PACKET = 65536
+MAX_FDS = 8
+PROCESS_NAME = b"wireleap-fork"  # /proc/<pid>/comm, what `ps -o comm` and top show
+SPAWN_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 5.0
+IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class ForkServerGone(OSError):
+    """The fork server has exited: start workers another way."""
+
+
+class ForkedProcess:
+    """A worker forked by the fork server, with the part of `subprocess.Popen`'s interface
+    the supervisor uses. `returncode` stays None if the worker left after its fork server,
+    whose report was the only way to learn its status."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = gevent.event.Event()
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except OSError:  # already gone (its report follows) or no pidfds (Linux < 5.3)
+            self._pidfd = -1
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def running(self) -> bool:
+        return not self._exited.is_set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self._exited.is_set():
+            return
+        try:
+            if self._pidfd >= 0:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def exited(self, returncode: int | None) -> None:
+        self.returncode = returncode
+        self._exited.set()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def orphaned(self) -> None:
+        """Its fork server is gone: only the pidfd can still tell when it leaves."""
+        if self._pidfd < 0:
+            self.exited(None)  # it left before we could follow it
+            return
+
+        def follow() -> None:
+            gevent.socket.wait_read(self._pidfd)
+            self.exited(None)
+
+        gevent.spawn(follow)
+
+
+def _wait_exit(pid: int) -> None:
+    """Until `pid` has exited (without reaping it)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already, or no pidfds
+    try:
+        gevent.socket.wait_read(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+class ForkServer:
+    """The master's side: `start` it before anything else, then `spawn` workers."""
+
+    def __init__(self, sock: socket.socket, pid: int):
+        self.pid = pid
+        self._sock = sock
+        self._lock = gevent.lock.Semaphore()  # one request, one answer at a time
+        self._answer: gevent.event.AsyncResult | None = None
+        self._processes: dict[int, ForkedProcess] = {}
+        self.alive = True
+        self._reader = gevent.spawn(self._read)
+
+    @classmethod
+    def start(cls, target: Callable[[], int]) -> "ForkServer | None":
+        """Fork the server, whose children run `target` and exit with what it returns.
+        None, with a log line, if it cannot be forked (workers are then exec'd)."""
+        if get_hub_if_exists() is not None:
+            log.info("no fork server: the process already runs a gevent hub")
+            return None
+        ours, theirs = _socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = monkey.get_original("os", "fork")()
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            log.info("no fork server: %s", exc)
+            return None
+        if pid == 0:
+            ours.close()
+            os._exit(_serve(theirs, target))
+        theirs.close()
+        return cls(gevent.socket.socket(fileno=ours.detach()), pid)
+
+    def spawn(self, stdin: int, fds: dict[str, int], env: dict[str, str]) -> ForkedProcess:
+        """A worker with `stdin` as its fd 0 and each of `fds` under the number its
+        environment variable says, in environment `env`. ForkServerGone if the server has
+        exited; another OSError if it could not fork."""
+        with self._lock:
+            if not self.alive:
+                raise ForkServerGone(errno.ESRCH, "the fork server has exited")
+            self._answer = gevent.event.AsyncResult()
+            message = json.dumps({"env": env, "fds": list(fds)}).encode()
+            try:
+                socket.send_fds(self._sock, [message], [stdin, *fds.values()])
+            except OSError as exc:
+                raise ForkServerGone(exc.errno, f"the fork server has exited: {exc}") from exc
+            try:
+                return self._answer.get(timeout=SPAWN_TIMEOUT)
+            except gevent.Timeout:
+                self.close()  # stuck: without our end it exits once it loops again
+                raise ForkServerGone(errno.ETIMEDOUT, "the fork server does not answer") \
+                    from None
+
+    def close(self) -> None:
+        """Our end: the fork server exits, and is reaped; workers it forked run on."""
+        self._reader.kill()
+        self._sock.close()
+        self._gone()
+        with gevent.Timeout(CLOSE_TIMEOUT, False):
+            _wait_exit(self.pid)
+        try:
+            monkey.get_original("os", "waitpid")(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # gevent's child watcher, if one runs, reaped it first
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(PACKET)
+            except OSError:
+                data = b""
+            if not data:
+                log.info("the fork server %d has exited; workers are started as processes "
+                         "of their own from now on", self.pid)
+                self._gone()
+                return
+            self._take(json.loads(data))
+
+    def _take(self, message: dict) -> None:
+        if "spawned" in message:
+            process = self._processes[message["spawned"]] = ForkedProcess(message["spawned"])
+            self._answer.set(process)
+        elif "failed" in message:
+            self._answer.set_exception(OSError(message["errno"], message["failed"]))
+        elif "exited" in message:
+            process = self._processes.pop(message["exited"], None)
+            if process is not None:
+                process.exited(message["status"])
+
+    def _gone(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        if self._answer is not None and not self._answer.ready():
+            self._answer.set_exception(ForkServerGone(errno.ESRCH, "the fork server has exited"))
+        for process in self._processes.values():
+            process.orphaned()
+        self._processes.clear()
+
+
+# The fork server's side. It imports nothing new and never touches gevent: the hub a
+# worker runs is created in that worker, after the fork. Everything here blocks.
+
+def _serve(sock: _socket.socket, target: Callable[[], int]) -> int:
+    libc.name_process(PROCESS_NAME)
+    for signum in IGNORED:  # it leaves when the master does, no sooner
+        monkey.get_original("signal", "signal")(signum, signal.SIG_IGN)
+    rlimits.raise_open_files()  # before the master does: its workers need it most
+    keep = {sock.fileno(), 0, 1, 2}
+    for fd in _open_fds():  # e.g. a listener handed over to the master: not ours to hold
+        if fd not in keep:
+            _close(fd)
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    monkey.get_original("signal", "signal")(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_write)
+    gc.freeze()  # what the master imported stays shared: the collector leaves it alone
+    poller = monkey.get_original("select", "poll")()
+    poller.register(sock.fileno(), monkey.get_original("select", "POLLIN"))
+    poller.register(wake_read, monkey.get_original("select", "POLLIN"))
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if wake_read in ready:
+            _drain(wake_read)
+            if not _reap(sock):
+                return 0
+        if sock.fileno() in ready:
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, PACKET, MAX_FDS)
+            except OSError:
+                message, fds = b"", []
+            if not message:
+                return 0  # the master is gone
+            answered = _fork_worker(sock, json.loads(message), fds, target,
+                                    (wake_read, wake_write))
+            for fd in fds:
+                _close(fd)
+            if not answered or not _reap(sock):  # one that exited at once: reaped here
+                return 0  # the master is gone
+
+
+def _fork_worker(sock: _socket.socket, request: dict, fds: list[int],
+                 target: Callable[[], int], wake: tuple[int, int]) -> bool:
+    """Fork a worker running `target` and answer the master; False if it is gone."""
+    try:
+        pid = monkey.get_original("os", "fork")()
+    except OSError as exc:
+        return _send(sock, {"failed": str(exc), "errno": exc.errno})
+    if pid == 0:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, *IGNORED):
+                monkey.get_original("signal", "signal")(signum, signal.SIG_DFL)
+            for fd in (sock.fileno(), *wake):
+                _close(fd)
+            stdin, *named = fds
+            os.dup2(stdin, 0)
+            _close(stdin)
+            os.environ.clear()
+            os.environ.update(request["env"])
+            os.environ.update({name: str(fd)
+                               for name, fd in zip(request["fds"], named, strict=True)})
+            code = target()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - the worker's last word before os._exit
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return _send(sock, {"spawned": pid})
+
+
+def _reap(sock: _socket.socket) -> bool:
+    """Report each worker that has exited; False if the master is gone."""
+    while True:
+        try:
+            pid, status = monkey.get_original("os", "waitpid")(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return True
+        if not _send(sock, {"exited": pid, "status": os.waitstatus_to_exitcode(status)}):
+            return False
+
+
+def _send(sock: _socket.socket, message: dict) -> bool:
+    try:
+        sock.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _open_fds() -> list[int]:
+    return [int(name) for name in os.listdir("/proc/self/fd")]
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
