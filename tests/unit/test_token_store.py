@@ -110,6 +110,18 @@ def test_create_exclusive(tmp_path):
     assert os.listdir(tmp_path) == ["t.json"]
 
 
+def test_a_temp_file_left_by_a_crash_under_the_same_pid_is_skipped(tmp_path):
+    """Temp names are `.<name>.<pid>.<n>`: a crashed process whose pid came back may have
+    left the very next one; it is stepped over, not reused or failed on."""
+    path = tmp_path / "t"
+    upcoming = next(fsutil._temp_numbers) + 1
+    leftover = tmp_path / f".t.{os.getpid()}.{upcoming}"
+    leftover.write_bytes(b"a crash's")
+    assert fsutil.create_exclusive(str(path), b"x") is True
+    assert path.read_bytes() == b"x" and leftover.read_bytes() == b"a crash's"
+    assert sorted(os.listdir(tmp_path)) == [leftover.name, "t"]
+
+
 def test_create_exclusive_mode(tmp_path):
     path = str(tmp_path / "t")
     assert fsutil.create_exclusive(path, b"x", mode=0o600) is True
