@@ -200,6 +200,18 @@ def test_contract_signature_invalid():
         f"signature `{V['contract']['signature']}`")
 
 
+def test_a_verified_contract_part_vouches_only_for_its_own_signature():
+    """The contract's part is verified once per service key and remembered: a token whose
+    contract part differs in its signature alone is verified afresh, and refused."""
+    good = contract()
+    verify(token(contract=good), RELAY_PK, {CONTRACT_PK}, NOW)
+    other = nacl.signing.SigningKey(b"\xee" * 32).sign(good.digest().encode()).signature
+    forged = dataclasses.replace(good, signature=other)
+    assert check(token(contract=forged)).endswith(f"are not signed by signature "
+                                                  f"`{b64.encode(other)}`")
+    verify(token(contract=good), RELAY_PK, {CONTRACT_PK}, NOW)
+
+
 def test_contract_signature_wrong_length():
     forged = ContractData(OPEN, CLOSE, CONTRACT_PK, b"\x01\x02")
     assert check(token(contract=forged)) == (

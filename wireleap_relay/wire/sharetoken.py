@@ -1,6 +1,7 @@
 """Sharetokens and their servicekey contract data (wire.md §4): parsing, digests,
 signatures and the relay's verification order, with the Go relay's error texts."""
 
+import functools
 import os
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ def verify(token: Sharetoken, own_pubkey: bytes, trusted_contracts: AbstractSet[
     contract = token.contract
     if not contract.public_key:
         raise SharetokenError("contract public key is null")
-    if not _signed(contract.public_key, contract.digest(), contract.signature):
+    if not _contract_signed(contract.public_key, contract.digest(), contract.signature):
         raise SharetokenError(
             "error while verifying sharetoken contract data: contract data "
             f"`{contract.digest()}` are not signed by signature `{b64.encode(contract.signature)}`")
@@ -169,6 +170,11 @@ def _signed(public_key: bytes, message: str, signature: bytes) -> bool:
     except nacl.exceptions.BadSignatureError:
         return False
     return True
+
+
+# The contract's part of a token is the same in every token of a service key: a client's
+# thousands of streams need it verified once (half of a stream's ed25519 work otherwise).
+_contract_signed = functools.lru_cache(maxsize=256)(_signed)
 
 
 def _bytes(value: Any, path: str) -> bytes:
