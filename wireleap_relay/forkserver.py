@@ -10,8 +10,10 @@ blocking loop that holds everything the master imported and forks a worker on re
 (Python's multiprocessing `forkserver` and Android's zygote work the same way).
 
 Master and fork server talk over a SOCK_SEQPACKET socket pair, one JSON message per
-packet. The master sends `{"env": {...}, "fds": [...]}` with the worker's stdin and the
-descriptors named in `fds` attached (SCM_RIGHTS); the fork server answers
+packet. The master sends `{"set": {...}, "unset": [...], "fds": [...]}` (the worker's
+environment as changes to the one both had at the fork, so that a packet stays small)
+with the worker's stdin and the descriptors named in `fds` attached (SCM_RIGHTS); the
+fork server answers
 `{"spawned": pid}` (or `{"failed": reason}`), and `{"exited": pid, "status": code}` once it
 has reaped a worker, `code` as subprocess's `returncode` (negative: killed by a signal).
 The workers are the fork server's children, not the master's, so the master follows each
@@ -126,8 +128,9 @@ def _wait_exit(pid: int) -> None:
 class ForkServer:
     """The master's side: `start` it before anything else, then `spawn` workers."""
 
-    def __init__(self, sock: socket.socket, pid: int):
+    def __init__(self, sock: socket.socket, pid: int, environ: dict[str, str]):
         self.pid = pid
+        self._environ = environ  # the fork server's, which each of its workers starts with
         self._sock = sock
         self._lock = gevent.lock.Semaphore()  # one request, one answer at a time
         self._answer: gevent.event.AsyncResult | None = None
@@ -154,7 +157,7 @@ class ForkServer:
             ours.close()
             os._exit(_serve(theirs, target))
         theirs.close()
-        return cls(gevent.socket.socket(fileno=ours.detach()), pid)
+        return cls(gevent.socket.socket(fileno=ours.detach()), pid, dict(os.environ))
 
     def spawn(self, stdin: int, fds: dict[str, int], env: dict[str, str]) -> ForkedProcess:
         """A worker with `stdin` as its fd 0 and each of `fds` under the number its
@@ -164,7 +167,11 @@ class ForkServer:
             if not self.alive:
                 raise ForkServerGone(errno.ESRCH, "the fork server has exited")
             self._answer = gevent.event.AsyncResult()
-            message = json.dumps({"env": env, "fds": list(fds)}).encode()
+            message = json.dumps({
+                "set": {name: value for name, value in env.items()
+                        if self._environ.get(name) != value},
+                "unset": [name for name in self._environ if name not in env],
+                "fds": list(fds)}).encode()
             try:
                 socket.send_fds(self._sock, [message], [stdin, *fds.values()])
             except OSError as exc:
@@ -281,8 +288,9 @@ def _fork_worker(sock: _socket.socket, request: dict, fds: list[int],
             stdin, *named = fds
             os.dup2(stdin, 0)
             _close(stdin)
-            os.environ.clear()
-            os.environ.update(request["env"])
+            for name in request["unset"]:
+                os.environ.pop(name, None)
+            os.environ.update(request["set"])
             os.environ.update({name: str(fd)
                                for name, fd in zip(request["fds"], named, strict=True)})
             code = target()
