@@ -196,3 +196,28 @@ def test_a_flood_of_connection_window_updates_wakes_each_stream_once_per_read(
     gevent.sleep(0.2)
     assert len(wakes) <= 20 * 3  # not 20 x 500
     serving.kill()
+
+
+def frames_in(data: bytes) -> list[tuple[int, int]]:
+    """(type, stream id) of each frame in `data`."""
+    found, at = [], 0
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 3], "big")
+        found.append((data[at + 3], int.from_bytes(data[at + 5:at + 9], "big") & 0x7FFFFFFF))
+        at += 9 + length
+    return found
+
+
+def test_the_response_headers_leave_in_the_same_write_as_the_first_data(pair, monkeypatch):
+    writes = []
+    real = H2ServerConnection._write_all
+    monkeypatch.setattr(H2ServerConnection, "_write_all",
+                        lambda self, data: writes.append(bytes(data)) or real(self, data))
+    conn, serving, client = serve(
+        pair, lambda stream: gevent.spawn(stream.send, b"first bytes",
+                                          headers=tunnel.SUCCESS_HEADERS))
+    stream_id = client.request()
+    client.read_until_response(stream_id)
+    ours = [frames_in(data) for data in writes if (1, stream_id) in frames_in(data)]
+    assert ours == [[(1, stream_id), (0, stream_id)]]  # HEADERS then DATA, one write
+    serving.kill()

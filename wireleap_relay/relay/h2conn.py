@@ -144,19 +144,25 @@ class ServerStream:
                 return size
             self._window.wait()
 
-    def send(self, data: bytes) -> None:
-        """Send DATA as the peer's window allows; blocks only this stream while it waits."""
+    def send(self, data: bytes, headers: list[tuple[str, str]] | None = None) -> None:
+        """Send DATA as the peer's window allows; blocks only this stream while it waits.
+        `headers`, the response's, go first and in the same write as the first frames."""
         view = memoryview(data)
         while view:
             self._check_open()
             self._window.clear()
-            sent = self.conn.call(lambda c, v=view: self._send_some(c, v))
+            sent = self.conn.call(lambda c, v=view, h=headers: self._send_some(c, v, h))
+            headers = None
             view = view[sent:]
             if view and not sent:
                 self._window.wait()
 
-    def _send_some(self, c: h2.connection.H2Connection, view: memoryview) -> int:
+    def _send_some(self, c: h2.connection.H2Connection, view: memoryview,
+                   headers: list[tuple[str, str]] | None) -> int:
         """As many DATA frames as the window allows, in one go: they leave in one write."""
+        if headers is not None:
+            c.send_headers(self.id, headers)
+            self.headers_sent = True
         sent, frame_size = 0, c.max_outbound_frame_size
         while sent < len(view):
             size = min(c.local_flow_control_window(self.id), frame_size, len(view) - sent)

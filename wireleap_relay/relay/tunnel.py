@@ -214,12 +214,13 @@ def _remote_to_client(stream: ServerStream, sock: socket.socket, bufsize: int,
                 continue  # an empty datagram, not an end: UDP has no EOF
             return
         usage[1] += len(data)
-        _ensure_headers(stream)
-        stream.send(data)
+        # The response headers go out with the first remote bytes, as Go sends them, and
+        # in the same write.
+        stream.send(data, headers=None if stream.headers_sent else SUCCESS_HEADERS)
 
 
 def _ensure_headers(stream: ServerStream) -> None:
-    """Response headers go out lazily with the first remote bytes, as Go sends them."""
+    """The response headers, if no remote bytes carried them out."""
     if not stream.headers_sent and not stream.reset:
         stream.respond(SUCCESS_HEADERS)
 
