@@ -13,6 +13,7 @@ shared in memory. The worker's own side is worker.py.
 """
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import gevent.os
 
 from wireleap_relay.bounds import STOP_GRACE
 from wireleap_relay.contract.gate import GateState
-from wireleap_relay.forkserver import ForkedProcess, ForkServer, ForkServerGone
+from wireleap_relay.forkserver import ForkedProcess, ForkServer, ForkServerGone, ForkServerLost
 from wireleap_relay.reports import ReportReader, Tally
 from wireleap_relay.sdnotify import NOTIFY_SOCKET_ENV
 
@@ -77,12 +78,13 @@ class Launcher:
     def launch(self, stdin: int, fds: dict[str, int],
                env: dict[str, str]) -> ForkedProcess | ExecedProcess:
         """A worker reading `stdin`, with each of `fds` named in the environment variable
-        that is its key. OSError if it cannot be started."""
+        that is its key. OSError if it cannot be started; ForkServerLost if the caller
+        must start over with new descriptors."""
         if self.forks is not None and self.forks.alive:
             try:
                 return self.forks.spawn(stdin, fds, env)
             except ForkServerGone:
-                pass  # its reader logs it: exec from now on
+                pass  # it never saw these descriptors: exec with them
         return ExecedProcess(self.command + ["worker"], stdin=stdin,
                              pass_fds=tuple(fds.values()),
                              env=dict(env, **{name: str(fd) for name, fd in fds.items()}))
@@ -259,8 +261,12 @@ class Supervisor:
         return workers
 
     def _spawn(self, config_raw: bytes | None = None) -> Worker:
-        worker = Worker(self.launcher, self.listener, config_raw or self.config_raw, self.gate,
-                        self.tally)
+        new = functools.partial(Worker, self.launcher, self.listener,
+                                config_raw or self.config_raw, self.gate, self.tally)
+        try:
+            worker = new()
+        except ForkServerLost:  # our pipes closed, a half-started worker stops: once more
+            worker = new()
         log.info("started worker %d", worker.pid)
         return worker
 

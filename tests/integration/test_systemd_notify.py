@@ -52,9 +52,9 @@ def test_systemd_follows_start_reload_handover_and_stop(tmp_path, contract, noti
     assert (ready.sender, ready.fields["MAINPID"]) == (first, str(first))
     assert ready.fields["STATUS"] == \
         f"listening on 127.0.0.1:{relay.port} with 2 workers, 1 contract(s)"
-    # With NotifyAccess=all a worker could speak for the relay: none may (the senders are
-    # checked at the end). Forked workers keep the master's /proc/<pid>/environ, whatever
-    # their os.environ says, so that file cannot tell.
+    # With NotifyAccess=all a worker could speak for the relay: none may. Forked workers
+    # keep the master's /proc/<pid>/environ whatever their os.environ says, so that file
+    # cannot tell; test_workers checks the environment a worker is given.
     assert len(procstat.workers(first)) == 2
     assert environment(first)["NOTIFY_SOCKET"] == notify.address
 

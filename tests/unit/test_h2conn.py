@@ -209,15 +209,29 @@ def frames_in(data: bytes) -> list[tuple[int, int]]:
 
 
 def test_the_response_headers_leave_in_the_same_write_as_the_first_data(pair, monkeypatch):
+    """The tunnel's first remote bytes carry the response headers out: HEADERS and DATA
+    in one write (one TLS record on a real connection), not one each."""
     writes = []
     real = H2ServerConnection._write_all
     monkeypatch.setattr(H2ServerConnection, "_write_all",
                         lambda self, data: writes.append(bytes(data)) or real(self, data))
-    conn, serving, client = serve(
-        pair, lambda stream: gevent.spawn(stream.send, b"first bytes",
-                                          headers=tunnel.SUCCESS_HEADERS))
+    remote, remote_far = socket.socketpair()
+    conn, serving, client = serve(pair, lambda stream: gevent.spawn(
+        tunnel._remote_to_client, stream, remote, 4096, False, [0, 0]))
     stream_id = client.request()
+    remote_far.sendall(b"first bytes")
     client.read_until_response(stream_id)
     ours = [frames_in(data) for data in writes if (1, stream_id) in frames_in(data)]
     assert ours == [[(1, stream_id), (0, stream_id)]]  # HEADERS then DATA, one write
+    serving.kill()
+    remote.close()
+    remote_far.close()
+
+
+def test_headers_without_data_still_leave(pair):
+    conn, serving, client = serve(
+        pair, lambda stream: gevent.spawn(stream.send, b"", headers=tunnel.SUCCESS_HEADERS))
+    stream_id = client.request()
+    with gevent.Timeout(5, AssertionError("no response headers")):
+        client.read_until_response(stream_id)
     serving.kill()

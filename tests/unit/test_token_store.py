@@ -120,6 +120,7 @@ def test_a_temp_file_left_by_a_crash_under_the_same_pid_is_skipped(tmp_path):
     assert fsutil.create_exclusive(str(path), b"x") is True
     assert path.read_bytes() == b"x" and leftover.read_bytes() == b"a crash's"
     assert sorted(os.listdir(tmp_path)) == [leftover.name, "t"]
+    assert next(fsutil._temp_numbers) == upcoming + 2  # that name was tried, then the next
 
 
 def test_create_exclusive_mode(tmp_path):

@@ -57,3 +57,31 @@ def test_a_message_that_does_not_fit_whole_kills_the_worker(monkeypatch):
     assert worker.proc.wait(timeout=10) == -9
     worker.close()
     listener.close()
+
+
+class RecordingLauncher(Launcher):
+    def __init__(self):
+        super().__init__([sys.executable, "-c", "import time; time.sleep(60)"])
+        self.envs = []
+
+    def launch(self, stdin, fds, env):
+        self.envs.append(env)
+        return super().launch(stdin, fds, env)
+
+
+def test_a_worker_is_not_given_the_systemd_notify_socket(monkeypatch):
+    """With NotifyAccess=all, anything a worker sent there would count as the relay's own
+    word: whether forked or exec'd, a worker's environment lacks NOTIFY_SOCKET."""
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("WIRELEAP_SOMETHING_ELSE", "kept")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    launcher = RecordingLauncher()
+    worker = Worker(launcher, listener, b"{}", GateState(), Tally())
+    worker.kill()
+    worker.proc.wait(timeout=10)
+    worker.close()
+    listener.close()
+    (env,) = launcher.envs
+    assert "NOTIFY_SOCKET" not in env and env["WIRELEAP_SOMETHING_ELSE"] == "kept"

@@ -148,7 +148,7 @@ class ServerStream:
         """Send DATA as the peer's window allows; blocks only this stream while it waits.
         `headers`, the response's, go first and in the same write as the first frames."""
         view = memoryview(data)
-        while view:
+        while view or headers is not None:
             self._check_open()
             self._window.clear()
             sent = self.conn.call(lambda c, v=view, h=headers: self._send_some(c, v, h))

@@ -25,7 +25,7 @@ EXPIRED = "expired"
 # contract only by key, and one removed from the config must still be submitted while its
 # window is open.
 CONTRACT_URLS_SUFFIX = ".contracts.json"
-# A temp file (`.<name>.<random>`) this old is a crashed write's: the link that makes a
+# A temp file (`.<name>.<pid>.<n>`) this old is a crashed write's: the link that makes a
 # token pending never happened, so nothing was accepted from it.
 LEFTOVER_AGE = 3600.0
 
