@@ -60,6 +60,15 @@ def socks_get(socks: tuple[str, int], host: str, port: int, path: str) -> bytes:
     return b"".join(chunks)
 
 
+def two_worker_relay(tmp_path, contract) -> Iterator[RelayProcess]:
+    """A fixture's body: a backing relay with two workers and quick heartbeats, stopped at
+    the end."""
+    proc = RelayProcess(make_home(str(tmp_path), "relay", contract.url, "backing", workers=2),
+                        env=FAST).start()
+    yield proc
+    proc.stop()
+
+
 def wait_for(condition, timeout: float = 20.0) -> bool:
     """Poll until `condition()` holds; False if it never did within `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ from conftest import (
     random_bytes,
     run_cli,
     slow_download,
+    two_worker_relay,
     wait_for,
 )
 from test_stream_errors import payload_for
@@ -34,10 +35,7 @@ MiB = 1 << 20
 
 @pytest.fixture
 def relay(tmp_path, contract):
-    proc = RelayProcess(make_home(str(tmp_path), "relay", contract.url, "backing", workers=2),
-                        env=FAST).start()
-    yield proc
-    proc.stop()
+    yield from two_worker_relay(tmp_path, contract)
 
 
 def workers_of(proc) -> list[int]:

@@ -7,7 +7,7 @@ import signal
 import sys
 
 import pytest
-from conftest import FAST, echo_once, run_cli, wait_for
+from conftest import FAST, echo_once, run_cli, two_worker_relay, wait_for
 
 from wireleap_relay.forkserver import PROCESS_NAME
 from wireleap_relay.testing import procstat
@@ -16,10 +16,7 @@ from wireleap_relay.testing.relayproc import RelayProcess, make_home
 
 @pytest.fixture
 def relay(tmp_path, contract):
-    proc = RelayProcess(make_home(str(tmp_path), "relay", contract.url, "backing", workers=2),
-                        env=FAST).start()
-    yield proc
-    proc.stop()
+    yield from two_worker_relay(tmp_path, contract)
 
 
 def children(pid: int) -> list[int]:
