@@ -33,6 +33,7 @@ from wireleap_relay.relay.limits import (
     ConnectionLimits,
     ControlBudget,
 )
+from wireleap_relay.relay.sockio import write_all
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,8 @@ class H2ServerConnection:
                 self._die()
 
     def _write_all(self, data: bytes) -> None:
-        """sendall without gevent's per-call socket option lookup and chunking; the
-        socket's own timeout bounds each wait for the peer to read."""
-        view = memoryview(data)
-        while view:
-            view = view[self.sock.send(view):]
+        """The socket's own timeout bounds each wait for the peer to read."""
+        write_all(self.sock, data)
 
     def forget(self, stream_id: int) -> None:
         if self.streams.pop(stream_id, None) is not None and not self.streams:

@@ -23,6 +23,7 @@ from wireleap_relay.identity import Identity
 from wireleap_relay.relay import dialer, streamlog
 from wireleap_relay.relay.errors import Refused, SpliceFailed, SpliceTimeout, StreamFailure
 from wireleap_relay.relay.h2conn import ServerStream, StreamClosed
+from wireleap_relay.relay.sockio import write_all
 from wireleap_relay.reports import Meter
 from wireleap_relay.tokens.commit import GroupCommit
 from wireleap_relay.tokens.store import DuplicateSharetoken
@@ -194,7 +195,7 @@ def _client_to_remote(stream: ServerStream, sock: socket.socket, bufsize: int,
                 for start in range(0, len(data), bufsize):
                     sock.send(data[start:start + bufsize])
             else:
-                sock.sendall(data)
+                write_all(sock, data)
         finally:
             stream.consumed(flow_len)
 
