@@ -1,6 +1,7 @@
-"""A worker process from its own side (`wireleap-relay worker`, started by the master's
-`workers.Supervisor`): serve streams on the inherited listening socket, follow the
-master's messages on stdin, and report on the ready pipe until told to stop or orphaned.
+"""A worker process from its own side (forked by the fork server, or started as
+`wireleap-relay worker`, for the master's `workers.Supervisor`): serve streams on the
+inherited listening socket, follow the master's messages on stdin, and report on the ready
+pipe until told to stop or orphaned.
 """
 
 import gc

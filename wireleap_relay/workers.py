@@ -9,7 +9,9 @@ its master and stops. A worker writes a report line (reports.py) to its ready pi
 serves and then every BEAT seconds; one that goes silent is hung and replaced. The last
 line, written after its streams drained, is read once it has exited. Duplicate sharetokens
 are refused across workers by the token store's exclusive file creation, not by anything
-shared in memory. The worker's own side is worker.py.
+shared in memory. The worker's own side is worker.py. Workers are forked by the fork
+server (forkserver.py) while there is one, else started as `<this relay> worker`
+(`Launcher`).
 """
 
 import errno
