@@ -43,6 +43,7 @@ from gevent import monkey
 from gevent._hub_local import get_hub_if_exists
 
 from wireleap_relay import libc, rlimits
+from wireleap_relay.fsutil import close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def _serve(sock: _socket.socket, target: Callable[[], int]) -> int:
     keep = {sock.fileno(), 0, 1, 2}
     for fd in _open_fds():  # e.g. a listener handed over to the master: not ours to hold
         if fd not in keep:
-            _close(fd)
+            close_quietly(fd)
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     original_signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_write)
@@ -304,7 +305,7 @@ def _serve(sock: _socket.socket, target: Callable[[], int]) -> int:
                 answered = _fork_worker(sock, json.loads(message), fds, target,
                                         (wake_read, wake_write))
             for fd in fds:
-                _close(fd)
+                close_quietly(fd)
             if not answered or not _reap(sock):  # one that exited at once: reaped here
                 return 0  # the master is gone
 
@@ -339,10 +340,10 @@ def _become_worker(sock: _socket.socket, request: dict, fds: list[int],
         for signum in (signal.SIGCHLD, *STOP_SIGNALS):
             original_signal(signum, signal.SIG_DFL)
         for fd in (sock.fileno(), *wake):
-            _close(fd)
+            close_quietly(fd)
         stdin, *named = fds
         os.dup2(stdin, 0)
-        _close(stdin)
+        close_quietly(stdin)
         for name in request["unset"]:
             os.environ.pop(name, None)
         os.environ.update(request["set"])
@@ -397,10 +398,3 @@ def _drain(fd: int) -> None:
 
 def _open_fds() -> list[int]:
     return [int(name) for name in os.listdir("/proc/self/fd")]
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass

@@ -1,4 +1,5 @@
-"""Crash-safe file writes: a reader sees the old content or the new one, never a mix."""
+"""Crash-safe file writes: a reader sees the old content or the new one, never a mix. And
+closing a descriptor that may be gone already."""
 
 import itertools
 import os
@@ -134,6 +135,15 @@ def _durable_temp(path: str, data: bytes, mode: int) -> str:
     finally:
         os.close(fd)
     return tmp
+
+
+def close_quietly(fd: int) -> None:
+    """Close `fd` if it is one (not -1), whether or not it is still open."""
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _unlink(path: str) -> None:

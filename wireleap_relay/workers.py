@@ -29,6 +29,7 @@ import gevent.os
 from wireleap_relay.bounds import STOP_GRACE
 from wireleap_relay.contract.gate import GateState
 from wireleap_relay.forkserver import ForkedProcess, ForkServer, ForkServerGone, ForkServerLost
+from wireleap_relay.fsutil import close_quietly
 from wireleap_relay.reports import ReportReader, Tally
 from wireleap_relay.sdnotify import NOTIFY_SOCKET_ENV
 
@@ -52,14 +53,6 @@ READ_SIZE = 65536
 
 class WorkerFailed(Exception):
     pass
-
-
-def _close_fd(fd: int) -> None:
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 class ExecedProcess(subprocess.Popen):
@@ -110,12 +103,12 @@ class Worker:
             self.proc = launcher.launch(read_end, {LISTEN_FD_ENV: listener.fileno(),
                                                    READY_FD_ENV: ready_write}, env)
         except OSError:  # out of fds or processes: leave nothing behind
-            _close_fd(self._pipe)
-            _close_fd(self._ready)
+            close_quietly(self._pipe)
+            close_quietly(self._ready)
             raise
         finally:  # the worker's ends: it has its own copies, or there is no worker
-            _close_fd(read_end)
-            _close_fd(ready_write)
+            close_quietly(read_end)
+            close_quietly(ready_write)
         self.started = time.monotonic()
         self.last_beat = self.started
         os.set_blocking(self._ready, False)  # read by the watcher, which must never block
@@ -197,7 +190,7 @@ class Worker:
         """Stop accepting, finish running streams for up to `grace` seconds, exit. The
         ready pipe stays open for its last report: `close` once it has exited."""
         self.send({"stop": grace})
-        _close_fd(self._pipe)
+        close_quietly(self._pipe)
         self._pipe = -1
 
     def kill(self) -> None:
@@ -211,7 +204,7 @@ class Worker:
         if exited:
             self._read_reports()
         for fd in (self._pipe, self._ready):
-            _close_fd(fd)
+            close_quietly(fd)
         self._pipe = self._ready = -1
         if exited:
             self.tally.retire(self.pid)
