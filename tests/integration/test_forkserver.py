@@ -19,16 +19,6 @@ def relay(tmp_path, contract):
     yield from two_worker_relay(tmp_path, contract)
 
 
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(child) for child in f.read().split()]
-
-
-def name_of(pid: int) -> bytes:
-    with open(f"/proc/{pid}/comm", "rb") as f:
-        return f.read().strip()
-
-
 def command_of(pid: int) -> list[bytes]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().split(b"\0")[:-1]
@@ -40,7 +30,8 @@ def memory(pid: int) -> dict[str, int]:
 
 
 def fork_server_of(master: int) -> int:
-    servers = [pid for pid in children(master) if name_of(pid) == PROCESS_NAME]
+    servers = [pid for pid in procstat.children(master)
+               if procstat.process_name(pid) == PROCESS_NAME]
     assert len(servers) == 1
     return servers[0]
 
@@ -50,7 +41,7 @@ def test_the_workers_are_forked_by_the_fork_server_and_share_its_memory(relay, w
     master = relay.proc.pid
     server = fork_server_of(master)
     workers = procstat.workers(master)
-    assert len(workers) == 2 and sorted(children(server)) == sorted(workers)
+    assert len(workers) == 2 and sorted(procstat.children(server)) == sorted(workers)
     assert echo_once(relay, wallet, echo_server)
     for worker in workers:
         # Copy-on-write: most of what a worker has written to is still the fork server's.
@@ -99,7 +90,7 @@ def test_a_lost_fork_server_costs_only_the_sharing(relay, wallet, echo_server):
     # The orphans left the master's tree with their parent; the new worker is its child.
     assert wait_for(lambda: len(procstat.workers(master)) == 1)
     execd = procstat.workers(master)[0]
-    assert execd in children(master) and command_of(execd)[-1] == b"worker"
+    assert execd in procstat.children(master) and command_of(execd)[-1] == b"worker"
     assert os.path.exists(f"/proc/{other}")
     for _ in range(4):
         assert echo_once(relay, wallet, echo_server)

@@ -8,19 +8,35 @@ from collections.abc import Iterator
 from wireleap_relay.worker import PROCESS_NAME
 
 
+def children(pid: int) -> list[int]:
+    """The children of `pid` (those of each of its threads); none once it is gone."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants that are alive now."""
     pids, todo = [], [pid]
     while todo and len(pids) < 1000:
         current = todo.pop()
         pids.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    todo += [int(child) for child in f.read().split()]
-        except OSError:
-            continue
+        todo += children(current)
     return pids
+
+
+def process_name(pid: int) -> bytes:
+    """/proc/<pid>/comm: what `ps -o comm` shows; b"" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().strip()
+    except OSError:
+        return b""
 
 
 def pss_kib(pid: int) -> int:
@@ -63,13 +79,11 @@ def workers(master: int) -> list[int]:
     found = []
     for pid in process_tree(master)[1:]:
         try:
-            with open(f"/proc/{pid}/comm", "rb") as f:
-                name = f.read().strip()
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if name == PROCESS_NAME and state != "Z":
+        if process_name(pid) == PROCESS_NAME and state != "Z":
             found.append(pid)
     return found
 
